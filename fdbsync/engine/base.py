@@ -1,0 +1,274 @@
+"""The engine API: an async, FoundationDB-shaped key-value store every layer is written against.
+
+An `Engine` opens transactions; a `Transaction` reads at one read version, buffers its writes,
+and commits them atomically or fails with an `FDBError` carrying FDB's code. Everything here
+means what it means in FoundationDB; the engines differ only in where the bytes live.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from .errors import FDBError
+from .keys import strinc
+from .limits import Limits
+from .selectors import KeyOrSelector, KeySelector
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: bytes
+    value: bytes
+
+    def __iter__(self) -> Generator[bytes, None, None]:
+        yield self.key
+        yield self.value
+
+
+class RangeResult(abc.ABC):
+    """The rows of a range read: iterate with `async for` (fetched in pages) or `to_list()`."""
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[KeyValue]: ...
+
+    async def to_list(self) -> list[KeyValue]:
+        return [kv async for kv in self]
+
+
+class Watch(abc.ABC):
+    """A one-shot notification that a key's value changed after its transaction committed.
+
+    Await it to wait for the change. It fails with the transaction's error when the
+    transaction does not commit, and `cancel()` stops it.
+    """
+
+    @abc.abstractmethod
+    def __await__(self) -> Generator[Any, None, None]: ...
+
+    @abc.abstractmethod
+    def cancel(self) -> None: ...
+
+    @abc.abstractmethod
+    def done(self) -> bool: ...
+
+    @property
+    @abc.abstractmethod
+    def key(self) -> bytes: ...
+
+
+class ReadView(abc.ABC):
+    """Reads at the transaction's read version. `Transaction.snapshot` reads without conflicts."""
+
+    @abc.abstractmethod
+    async def get(self, key: bytes) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def get_key(self, selector: KeySelector) -> bytes: ...
+
+    @abc.abstractmethod
+    def get_range(
+        self,
+        begin: KeyOrSelector,
+        end: KeyOrSelector,
+        *,
+        limit: int = 0,
+        reverse: bool = False,
+    ) -> RangeResult: ...
+
+    def get_range_startswith(
+        self, prefix: bytes, *, limit: int = 0, reverse: bool = False
+    ) -> RangeResult:
+        return self.get_range(prefix, strinc(prefix), limit=limit, reverse=reverse)
+
+    @abc.abstractmethod
+    async def get_read_version(self) -> int: ...
+
+
+class Transaction(ReadView):
+    """A FoundationDB-style transaction: serializable, read-your-writes, all or nothing.
+
+    Mutations are buffered and sent at `commit()`. Use `Engine.transact()` to run a
+    function with FDB's retry loop instead of calling `commit`/`on_error` yourself.
+    """
+
+    @property
+    @abc.abstractmethod
+    def snapshot(self) -> ReadView:
+        """Reads that add no read conflict ranges (FDB's snapshot reads)."""
+
+    # -- mutations -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def set(self, key: bytes, value: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def clear(self, key: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def clear_range(self, begin: bytes, end: bytes) -> None: ...
+
+    def clear_range_startswith(self, prefix: bytes) -> None:
+        self.clear_range(prefix, strinc(prefix))
+
+    @abc.abstractmethod
+    def add(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def max(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def min(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def byte_max(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def byte_min(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def bit_and(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def bit_or(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def bit_xor(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def append_if_fits(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def compare_and_clear(self, key: bytes, param: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
+        """Write `value` at `key` with the 10-byte placeholder at the offset given by `key`'s
+        last 4 bytes (little-endian) replaced by the commit's versionstamp."""
+
+    @abc.abstractmethod
+    def set_versionstamped_value(self, key: bytes, value: bytes) -> None:
+        """Like set_versionstamped_key, for the placeholder in `value`."""
+
+    # -- conflict ranges -------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_read_conflict_range(self, begin: bytes, end: bytes) -> None: ...
+
+    def add_read_conflict_key(self, key: bytes) -> None:
+        self.add_read_conflict_range(key, key + b"\x00")
+
+    @abc.abstractmethod
+    def add_write_conflict_range(self, begin: bytes, end: bytes) -> None: ...
+
+    def add_write_conflict_key(self, key: bytes) -> None:
+        self.add_write_conflict_range(key, key + b"\x00")
+
+    # -- watches, versions, lifecycle ------------------------------------------------------
+    @abc.abstractmethod
+    def watch(self, key: bytes) -> Watch:
+        """A watch on `key`, armed when this transaction commits."""
+
+    @abc.abstractmethod
+    def get_versionstamp(self) -> Awaitable[bytes]:
+        """The commit's 10-byte versionstamp; resolves after a successful commit."""
+
+    @abc.abstractmethod
+    def get_committed_version(self) -> int:
+        """The commit version after a successful commit; -1 for a read-only transaction."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None: ...
+
+    @abc.abstractmethod
+    async def on_error(self, error: BaseException) -> None:
+        """Back off and reset for a retry if `error` is retryable (and within the retry limit
+        and timeout); otherwise raise it. FDB's `on_error`."""
+
+    @abc.abstractmethod
+    def reset(self) -> None: ...
+
+    @abc.abstractmethod
+    def cancel(self) -> None: ...
+
+    @abc.abstractmethod
+    def set_timeout(self, seconds: float | None) -> None:
+        """Fail with 1031 transaction_timed_out once `seconds` have passed, retries included."""
+
+    @abc.abstractmethod
+    def set_retry_limit(self, retries: int | None) -> None:
+        """Make on_error re-raise after `retries` retries."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leaving the block without committing discards the transaction's writes."""
+        self.cancel()
+
+
+TransactionFunction = Callable[[Transaction], Awaitable[T]]
+
+
+class Engine(abc.ABC):
+    """One open store. Open with `open_engine(url)`; use as `async with` or open()/close()."""
+
+    url: str
+    limits: Limits
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def create_transaction(self) -> Transaction: ...
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def transact(
+        self,
+        fn: TransactionFunction[T],
+        *,
+        retry_limit: int | None = None,
+        timeout: float | None = None,
+    ) -> T:
+        """Run `fn(tr)` and commit, retrying retryable errors with backoff (FDB's retry loop).
+
+        `fn` may run more than once, so it must only touch the transaction. A commit that
+        fails with 1021 commit_unknown_result may have been applied: `fn` is retried, so make
+        it idempotent (for example, check for a marker it writes) when that would be wrong.
+        """
+        tr = self.create_transaction()
+        tr.set_retry_limit(retry_limit)
+        tr.set_timeout(timeout)
+        try:
+            while True:
+                try:
+                    result = await fn(tr)
+                    await tr.commit()
+                    return result
+                except FDBError as error:
+                    await tr.on_error(error)
+        finally:
+            tr.cancel()
+

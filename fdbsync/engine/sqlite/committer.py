@@ -1,0 +1,278 @@
+"""Group commit for the sqlite engine: one thread turns queued transactions into SQLite commits.
+
+Transactions that arrive while a commit is in progress are committed together in the next
+SQLite transaction (one fsync for all), the way FoundationDB's commit proxies batch. Each is
+checked for conflicts in arrival order, exactly as FDB's resolver does: a transaction fails
+with 1020 when a key or range it read was written after its read version, by another
+process, by an earlier commit, or by an earlier transaction of the same batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..atomic import apply_atomic
+from ..errors import ErrorCode, FDBError
+from ..limits import Limits
+from . import schema
+from .watches import SqliteWatch, WatchRegistry, read_values
+from .writes import Mutation, Op
+
+#: A watch's baseline when it is the value the transaction itself leaves behind.
+AFTER_COMMIT = object()
+
+
+@dataclass(slots=True)
+class CommitRequest:
+    read_version: int | None
+    reads: list[tuple[bytes, bytes]]
+    mutations: list[Mutation]
+    write_conflicts: list[tuple[bytes, bytes]]
+    watches: list[tuple[SqliteWatch, bytes | None | object]]
+    future: asyncio.Future[tuple[int, bytes]]
+    #: Filled by the committer: the commit version and versionstamp, or the error.
+    outcome: tuple[int, bytes] | BaseException | None = None
+    baselines: list[tuple[SqliteWatch, bytes | None]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _BatchState:
+    version: int
+    changed: dict[bytes, bytes | None] = field(default_factory=dict)
+    cleared: list[tuple[bytes, bytes]] = field(default_factory=list)
+    newest_tombstone: int = 0
+    newest_range: int = 0
+
+
+def substitute_versionstamp(data: bytes, stamp: bytes) -> bytes:
+    """Replace the placeholder at the offset in `data`'s last 4 bytes (FDB API >= 520)."""
+    offset = int.from_bytes(data[-4:], "little")
+    body = data[:-4]
+    return body[:offset] + stamp + body[offset + 10 :]
+
+
+class Committer:
+    """The engine's single writer thread."""
+
+    BATCH_LIMIT = 1000
+    PRUNE_EVERY_S = 1.0
+
+    def __init__(self, path: Path, limits: Limits, registry: WatchRegistry) -> None:
+        self._path = path
+        self._limits = limits
+        self._registry = registry
+        self._queue: queue.SimpleQueue[CommitRequest | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="fdbsync-sqlite-commit", daemon=True)
+        self._last_prune = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, request: CommitRequest) -> None:
+        self._queue.put(request)
+
+    def stop(self) -> None:
+        """Finish queued commits, then stop (blocking: call from a worker thread)."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = schema.connect(self._path)
+        try:
+            running = True
+            while running:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < self.BATCH_LIMIT:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        running = False
+                        break
+                    batch.append(item)
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    # -- one batch -------------------------------------------------------------------------
+    def _commit(self, conn: sqlite3.Connection, batch: list[CommitRequest]) -> None:
+        state: _BatchState | None = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            self._fail(batch, FDBError(ErrorCode.NOT_COMMITTED, f"database busy: {error}"))
+            return
+        try:
+            previous = schema.current_version(conn)
+            state = _BatchState(version=max(previous + 1, time.time_ns() // 1000))
+            state.newest_tombstone = _newest(conn, "tombstones")
+            state.newest_range = _newest(conn, "write_ranges")
+            applied = 0
+            for index, request in enumerate(batch):
+                request.outcome = self._check(conn, state, request)
+                if request.outcome is None:
+                    stamp = state.version.to_bytes(8, "big") + index.to_bytes(2, "big")
+                    self._apply(conn, state, request, stamp)
+                    request.outcome = (state.version, stamp)
+                    applied += 1
+            if applied:
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE name = 'version'", (state.version,)
+                )
+                self._maybe_prune(conn, state.version)
+            conn.execute("COMMIT")
+        except BaseException as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = FDBError(ErrorCode.OPERATION_FAILED, f"sqlite commit failed: {error}")
+            self._fail(batch, failure)
+            return
+        self._registry.fire(state.changed, state.cleared)
+        armed = [
+            pair
+            for request in batch
+            if isinstance(request.outcome, tuple)
+            for pair in request.baselines
+        ]
+        self._registry.register_and_verify(conn, armed)
+        self._finish(batch)
+
+    def _check(
+        self, conn: sqlite3.Connection, state: _BatchState, request: CommitRequest
+    ) -> BaseException | None:
+        rv = request.read_version
+        if rv is None or not request.reads:
+            return None
+        if state.version - rv > schema.MVCC_WINDOW_US:
+            return FDBError(ErrorCode.TRANSACTION_TOO_OLD)
+        for begin, end in request.reads:
+            if conn.execute(
+                "SELECT 1 FROM kv WHERE key >= ? AND key < ? AND version > ? LIMIT 1",
+                (begin, end, rv),
+            ).fetchone():
+                return FDBError(ErrorCode.NOT_COMMITTED)
+            if state.newest_tombstone > rv and conn.execute(
+                "SELECT 1 FROM tombstones WHERE key >= ? AND key < ? AND version > ? LIMIT 1",
+                (begin, end, rv),
+            ).fetchone():
+                return FDBError(ErrorCode.NOT_COMMITTED)
+            if state.newest_range > rv and conn.execute(
+                "SELECT 1 FROM write_ranges WHERE version > ? AND begin_key < ? AND end_key > ?"
+                " LIMIT 1",
+                (rv, end, begin),
+            ).fetchone():
+                return FDBError(ErrorCode.NOT_COMMITTED)
+        return None
+
+    def _apply(
+        self, conn: sqlite3.Connection, state: _BatchState, request: CommitRequest, stamp: bytes
+    ) -> None:
+        version = state.version
+        for mutation in request.mutations:
+            op, key = mutation.op, mutation.key
+            if op is Op.SET:
+                self._set(conn, state, key, mutation.param)
+            elif op is Op.CLEAR:
+                self._clear(conn, state, key)
+            elif op is Op.ATOMIC:
+                assert mutation.atomic is not None
+                row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+                result = apply_atomic(
+                    mutation.atomic, None if row is None else row[0], mutation.param,
+                    self._limits.value_size,
+                )
+                if result is None:
+                    self._clear(conn, state, key)
+                else:
+                    self._set(conn, state, key, result)
+            elif op is Op.CLEAR_RANGE:
+                self._clear_range(conn, state, key, mutation.param)
+            elif op is Op.VERSIONSTAMPED_KEY:
+                self._set(conn, state, substitute_versionstamp(key, stamp), mutation.param)
+            elif op is Op.VERSIONSTAMPED_VALUE:
+                self._set(conn, state, key, substitute_versionstamp(mutation.param, stamp))
+        for begin, end in request.write_conflicts:
+            conn.execute("INSERT INTO write_ranges VALUES (?, ?, ?)", (begin, end, version))
+            state.newest_range = version
+        # Baselines are the values this transaction leaves; later ones in the batch may change
+        # them, which the verification after COMMIT notices.
+        unresolved = {
+            watch.key for watch, expected in request.watches if expected is AFTER_COMMIT
+        }
+        left = read_values(conn, unresolved) if unresolved else {}
+        for watch, expected in request.watches:
+            baseline = left[watch.key] if expected is AFTER_COMMIT else expected
+            assert baseline is None or isinstance(baseline, bytes)
+            request.baselines.append((watch, baseline))
+
+    def _set(self, conn: sqlite3.Connection, state: _BatchState, key: bytes, value: bytes) -> None:
+        conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, state.version))
+        state.changed[key] = value
+
+    def _clear(self, conn: sqlite3.Connection, state: _BatchState, key: bytes) -> None:
+        conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+        conn.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?)", (key, state.version))
+        state.newest_tombstone = state.version
+        state.changed[key] = None
+
+    def _clear_range(
+        self, conn: sqlite3.Connection, state: _BatchState, begin: bytes, end: bytes
+    ) -> None:
+        conn.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (begin, end))
+        conn.execute("INSERT INTO write_ranges VALUES (?, ?, ?)", (begin, end, state.version))
+        state.newest_range = state.version
+        state.cleared.append((begin, end))
+        for key in [k for k in state.changed if begin <= k < end]:
+            state.changed[key] = None
+
+    def _maybe_prune(self, conn: sqlite3.Connection, version: int) -> None:
+        now = time.monotonic()
+        if now - self._last_prune < self.PRUNE_EVERY_S:
+            return
+        self._last_prune = now
+        horizon = version - schema.PRUNE_AFTER_US
+        conn.execute("DELETE FROM tombstones WHERE version < ?", (horizon,))
+        conn.execute("DELETE FROM write_ranges WHERE version < ?", (horizon,))
+
+    # -- reporting -------------------------------------------------------------------------
+    def _fail(self, batch: list[CommitRequest], error: BaseException) -> None:
+        for request in batch:
+            request.outcome = error
+        self._finish(batch)
+
+    def _finish(self, batch: list[CommitRequest]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[CommitRequest]] = {}
+        for request in batch:
+            by_loop.setdefault(request.future.get_loop(), []).append(request)
+        for loop, requests in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, requests)
+            except RuntimeError:
+                pass  # the loop is gone; nobody awaits these commits
+
+
+def _deliver(requests: list[CommitRequest]) -> None:
+    for request in requests:
+        if request.future.done():
+            continue
+        outcome = request.outcome
+        if isinstance(outcome, tuple):
+            request.future.set_result(outcome)
+        else:
+            assert outcome is not None
+            request.future.set_exception(outcome)
+
+
+def _newest(conn: sqlite3.Connection, table: str) -> int:
+    (newest,) = conn.execute(f"SELECT max(version) FROM {table}").fetchone()
+    return int(newest or 0)

@@ -1,0 +1,167 @@
+"""The embedded engine: FoundationDB's transaction semantics on one SQLite file.
+
+Reads run on worker threads, each transaction holding one SQLite read snapshot (its read
+version) for its lifetime. Writes go to one committer thread per process, which checks
+conflicts and commits in batches. Several processes may share a file: SQLite's write lock
+orders their commits, and each process's watcher thread sees the others' changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ..base import Engine
+from ..errors import ErrorCode, FDBError
+from ..limits import Limits
+from . import schema
+from .committer import Committer, CommitRequest
+from .transaction import SqliteTransaction
+from .watches import SqliteWatch, Watcher, WatchRegistry
+
+T = TypeVar("T")
+
+
+class Reader:
+    """A pooled SQLite connection that holds one transaction's read snapshot."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def begin(self) -> int:
+        self.conn.execute("BEGIN")
+        return schema.current_version(self.conn)
+
+    def end(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+class SqliteEngine(Engine):
+    """The `sqlite:///path` engine."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        limits: Limits | None = None,
+        watch_poll_interval: float = 0.005,
+        read_threads: int = 8,
+        url: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.url = url or f"sqlite:///{self.path}"
+        self.limits = limits or Limits()
+        if self.limits.transaction_time * 1_000_000 > schema.MVCC_WINDOW_US:
+            raise ValueError("transaction_time cannot exceed FoundationDB's 5 second window")
+        self._poll_interval = watch_poll_interval
+        self._read_threads = read_threads
+        self._idle: list[Reader] = []
+        self._idle_lock = threading.Lock()
+        self._registry = WatchRegistry(self.limits.max_watches)
+        self._executor: ThreadPoolExecutor | None = None
+        self._committer: Committer | None = None
+        self._watcher: Watcher | None = None
+        self._watcher_lock = threading.Lock()
+        self._open = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._open:
+            return
+        self._executor = ThreadPoolExecutor(self._read_threads, thread_name_prefix="fdbsync-sqlite")
+        await self.run(schema.initialize, self.path)
+        self._committer = Committer(self.path, self.limits, self._registry)
+        self._committer.start()
+        self._open = True
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        assert self._committer is not None and self._executor is not None
+        await self.run(self._committer.stop)
+        self._registry.fail_all(FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed"))
+        watcher = self._watcher
+        if watcher is not None:
+            await self.run(watcher.stop)
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        await self.run(lambda: [reader.conn.close() for reader in idle])
+        self._executor.shutdown(wait=False)
+        self._executor = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def create_transaction(self) -> SqliteTransaction:
+        self.check_open()
+        return SqliteTransaction(self)
+
+    def check_open(self) -> None:
+        if not self._open:
+            raise FDBError(ErrorCode.CLIENT_INVALID_OPERATION, f"engine {self.url} is not open")
+
+    # -- services for transactions ---------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run blocking SQLite work on a worker thread, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def checkout_reader(self) -> Reader:
+        """A reader connection (worker threads only: opening one touches the disk)."""
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
+        return Reader(schema.connect(self.path))
+
+    def release_reader(self, reader: Reader) -> None:
+        """End the reader's snapshot (on a worker thread) and return it to the pool."""
+
+        def end() -> None:
+            try:
+                reader.end()
+            except sqlite3.Error:
+                reader.conn.close()
+                return
+            with self._idle_lock:
+                if self._open:
+                    self._idle.append(reader)
+                    return
+            reader.conn.close()
+
+        if self._executor is None:
+            return
+        self._executor.submit(end)
+
+    def submit_commit(self, request: CommitRequest) -> None:
+        assert self._committer is not None
+        self._committer.submit(request)
+
+    def create_watch(self, key: bytes) -> SqliteWatch:
+        return self._registry.create(key)
+
+    def ensure_watcher(self) -> None:
+        """Start the cross-process watcher before the first watch is armed (worker thread)."""
+        with self._watcher_lock:
+            if self._watcher is None:
+                self._watcher = Watcher(self.path, self._registry, self._poll_interval)
+                self._watcher.start()
+        self._watcher.wait_ready()
+
+    def arm_read_only(self, reader: Reader, armed: list[tuple[SqliteWatch, bytes | None]]) -> None:
+        """Arm a read-only transaction's watches (worker thread)."""
+        self.ensure_watcher()
+        reader.end()
+        self._registry.register_and_verify(reader.conn, armed)
+
+    @property
+    def pending_watches(self) -> int:
+        return self._registry.pending

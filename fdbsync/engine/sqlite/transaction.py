@@ -1,0 +1,618 @@
+"""The sqlite engine's transaction: one read snapshot, buffered writes, commit via the committer."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import Enum
+from typing import TYPE_CHECKING, TypeVar
+
+from ..atomic import AtomicOp
+from ..base import KeyValue, RangeResult, ReadView, Transaction, Watch
+from ..errors import ErrorCode, FDBError
+from ..keys import key_after
+from ..selectors import KeyOrSelector, KeySelector, as_selector
+from .committer import AFTER_COMMIT, CommitRequest
+from .watches import SqliteWatch
+from .writes import FROM_STORE, Mutation, Op, Pending, WriteBuffer
+
+if TYPE_CHECKING:
+    from .engine import Reader, SqliteEngine
+
+T = TypeVar("T")
+
+#: Keys from 0xff on are FoundationDB's system keyspace, closed to applications.
+SYSTEM_PREFIX = b"\xff"
+FIRST_PAGE = 256
+LARGEST_PAGE = 4096
+INITIAL_BACKOFF_S = 0.01
+MAX_BACKOFF_S = 1.0
+
+
+class _State(Enum):
+    OPEN = "open"
+    COMMITTING = "committing"
+    COMMITTED = "committed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _fetch_value(conn: sqlite3.Connection, key: bytes) -> bytes | None:
+    row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _fetch_page(
+    conn: sqlite3.Connection, begin: bytes, end: bytes, reverse: bool, limit: int
+) -> list[tuple[bytes, bytes]]:
+    order = "DESC" if reverse else "ASC"
+    return conn.execute(
+        f"SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key {order} LIMIT ?",
+        (begin, end, limit),
+    ).fetchall()
+
+
+def _coalesce(ranges: list[list[bytes]]) -> list[tuple[bytes, bytes]]:
+    merged: list[tuple[bytes, bytes]] = []
+    for begin, end in sorted((b, e) for b, e in ranges if b < e):
+        if merged and begin <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+class _Range(RangeResult):
+    def __init__(
+        self,
+        tr: SqliteTransaction,
+        begin: KeyOrSelector,
+        end: KeyOrSelector,
+        limit: int,
+        reverse: bool,
+        snapshot: bool,
+    ) -> None:
+        if limit < 0:
+            raise FDBError(ErrorCode.RANGE_LIMITS_INVALID, f"limit {limit}")
+        self._tr, self._begin, self._end = tr, as_selector(begin), as_selector(end)
+        self._limit, self._reverse, self._snapshot = limit, reverse, snapshot
+
+    async def __aiter__(self) -> AsyncIterator[KeyValue]:
+        tr = self._tr
+        begin = await tr._bound(self._begin, self._snapshot)
+        end = await tr._bound(self._end, self._snapshot)
+        async for kv in tr._scan(begin, end, self._limit, self._reverse, self._snapshot):
+            yield kv
+
+
+class _Snapshot(ReadView):
+    """Snapshot reads: the same read version and own writes, but no read conflict ranges."""
+
+    def __init__(self, tr: SqliteTransaction) -> None:
+        self._tr = tr
+
+    async def get(self, key: bytes) -> bytes | None:
+        return await self._tr._get(key, snapshot=True)
+
+    async def get_key(self, selector: KeySelector) -> bytes:
+        return await self._tr._resolve(selector, snapshot=True)
+
+    def get_range(
+        self, begin: KeyOrSelector, end: KeyOrSelector, *, limit: int = 0, reverse: bool = False
+    ) -> RangeResult:
+        return _Range(self._tr, begin, end, limit, reverse, snapshot=True)
+
+    async def get_read_version(self) -> int:
+        return await self._tr.get_read_version()
+
+
+class SqliteTransaction(Transaction):
+    def __init__(self, engine: SqliteEngine) -> None:
+        self._engine = engine
+        self._limits = engine.limits
+        self._retry_limit: int | None = None
+        self._timeout: float | None = None
+        self._retries = 0
+        self._backoff = INITIAL_BACKOFF_S
+        self._snapshot = _Snapshot(self)
+        self._clear_state()
+
+    def _clear_state(self) -> None:
+        self._created = time.monotonic()
+        self._state = _State.OPEN
+        self._reader: Reader | None = None
+        self._release: weakref.finalize | None = None  # type: ignore[type-arg]
+        self._read_version: int | None = None
+        self._read_started = 0.0
+        self._lock: asyncio.Lock | None = None
+        self._writes = WriteBuffer(self._limits.value_size)
+        self._reads: list[list[bytes]] = []
+        self._write_conflicts: list[tuple[bytes, bytes]] = []
+        self._cache: dict[bytes, bytes | None] = {}
+        self._watches: list[SqliteWatch] = []
+        self._stamp: asyncio.Future[bytes] | None = None
+        self._committed_version = -1
+        self._error: BaseException | None = None
+
+    @property
+    def snapshot(self) -> ReadView:
+        return self._snapshot
+
+    # -- checks ----------------------------------------------------------------------------
+    def _check_usable(self) -> None:
+        state = self._state
+        if state is not _State.OPEN:
+            if state is _State.CANCELLED:
+                raise FDBError(ErrorCode.TRANSACTION_CANCELLED)
+            if state is _State.COMMITTING:
+                raise FDBError(ErrorCode.USED_DURING_COMMIT)
+            raise FDBError(
+                ErrorCode.CLIENT_INVALID_OPERATION, f"transaction is {state.value}; reset() it"
+            )
+        now = time.monotonic()
+        if self._timeout is not None and now - self._created > self._timeout:
+            raise FDBError(ErrorCode.TRANSACTION_TIMED_OUT, f"after {self._timeout} s")
+        if self._reader is not None and now - self._read_started > self._limits.transaction_time:
+            raise FDBError(
+                ErrorCode.TRANSACTION_TOO_OLD, f"older than {self._limits.transaction_time} s"
+            )
+
+    def _check_key(self, key: bytes, *, writing: bool) -> None:
+        if not isinstance(key, bytes):
+            raise TypeError(f"keys are bytes, not {type(key).__name__}")
+        if len(key) > self._limits.key_size:
+            raise FDBError(
+                ErrorCode.KEY_TOO_LARGE, f"{len(key)} bytes, limit {self._limits.key_size}"
+            )
+        if writing and key.startswith(SYSTEM_PREFIX):
+            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"{key[:40]!r} is a system key")
+
+    def _check_value(self, value: bytes) -> None:
+        if not isinstance(value, bytes):
+            raise TypeError(f"values are bytes, not {type(value).__name__}")
+        if len(value) > self._limits.value_size:
+            raise FDBError(
+                ErrorCode.VALUE_TOO_LARGE, f"{len(value)} bytes, limit {self._limits.value_size}"
+            )
+
+    def _check_range(self, begin: bytes, end: bytes) -> None:
+        if begin > end:
+            raise FDBError(ErrorCode.INVERTED_RANGE, f"{begin!r} > {end!r}")
+        if end > SYSTEM_PREFIX:
+            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"range end {end[:40]!r}")
+
+    # -- the read snapshot -----------------------------------------------------------------
+    async def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on this transaction's snapshot, taking the snapshot on first use."""
+        self._check_usable()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._reader is not None:
+                return await self._engine.run(fn, self._reader.conn)
+            engine = self._engine
+
+            def begin() -> tuple[Reader, int, T]:
+                reader = engine.checkout_reader()
+                try:
+                    version = reader.begin()
+                    return reader, version, fn(reader.conn)
+                except BaseException:
+                    engine.release_reader(reader)
+                    raise
+
+            future = asyncio.ensure_future(engine.run(begin))
+            try:
+                reader, version, result = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                future.add_done_callback(_release_orphan(engine))
+                raise
+            if self._state is not _State.OPEN:  # reset or cancelled meanwhile
+                engine.release_reader(reader)
+                self._check_usable()
+            self._reader = reader
+            self._release = weakref.finalize(self, engine.release_reader, reader)
+            self._read_version = version
+            self._read_started = time.monotonic()
+            return result
+
+    def _release_reader(self) -> None:
+        if self._release is not None:
+            self._release()  # runs once: returns the reader to the pool
+            self._release = None
+        self._reader = None
+
+    async def get_read_version(self) -> int:
+        if self._read_version is None:
+            await self._with_reader(lambda conn: None)
+        assert self._read_version is not None
+        return self._read_version
+
+    # -- reads -----------------------------------------------------------------------------
+    async def get(self, key: bytes) -> bytes | None:
+        return await self._get(key, snapshot=False)
+
+    async def _get(self, key: bytes, snapshot: bool) -> bytes | None:
+        self._check_usable()
+        self._check_key(key, writing=False)
+        if not self._writes.needs_store(key):
+            return self._writes.resolve(key, None)
+        if key in self._cache:
+            stored = self._cache[key]
+        else:
+            stored = await self._with_reader(lambda conn: _fetch_value(conn, key))
+            self._cache[key] = stored
+        if not snapshot:
+            self._reads.append([key, key_after(key)])
+        return self._writes.resolve(key, stored)
+
+    async def get_key(self, selector: KeySelector) -> bytes:
+        return await self._resolve(selector, snapshot=False)
+
+    def get_range(
+        self, begin: KeyOrSelector, end: KeyOrSelector, *, limit: int = 0, reverse: bool = False
+    ) -> RangeResult:
+        return _Range(self, begin, end, limit, reverse, snapshot=False)
+
+    async def _bound(self, selector: KeySelector, snapshot: bool) -> bytes:
+        """A selector as a range bound. With offset 1 it needs no read: the first key at or
+        after `start` bounds the same rows as `start` itself."""
+        if selector.offset == 1:
+            key = min(selector.key, SYSTEM_PREFIX)
+            return key_after(key) if selector.or_equal and key < SYSTEM_PREFIX else key
+        return await self._resolve(selector, snapshot)
+
+    async def _resolve(self, selector: KeySelector, snapshot: bool) -> bytes:
+        """The key a selector names, seen through this transaction's own writes."""
+        key = min(selector.key, SYSTEM_PREFIX)
+        if selector.offset >= 1:
+            start = key_after(key) if selector.or_equal and key < SYSTEM_PREFIX else key
+            found = await self._nth(start, SYSTEM_PREFIX, selector.offset, False, snapshot)
+            return found if found is not None else SYSTEM_PREFIX
+        stop = key_after(key) if selector.or_equal and key < SYSTEM_PREFIX else key
+        found = await self._nth(b"", stop, 1 - selector.offset, True, snapshot)
+        return found if found is not None else b""
+
+    async def _nth(
+        self, begin: bytes, end: bytes, n: int, reverse: bool, snapshot: bool
+    ) -> bytes | None:
+        found: bytes | None = None
+        count = 0
+        async for kv in self._scan(begin, end, n, reverse, snapshot):
+            found, count = kv.key, count + 1
+        return found if count == n else None
+
+    async def _scan(
+        self, begin: bytes, end: bytes, limit: int, reverse: bool, snapshot: bool
+    ) -> AsyncIterator[KeyValue]:
+        """Rows in [begin, end) merged with this transaction's writes, fetched in pages."""
+        self._check_usable()
+        end = min(end, SYSTEM_PREFIX)
+        if begin >= end:
+            return
+        conflict = [begin, begin] if not reverse else [end, end]
+        if not snapshot:
+            self._reads.append(conflict)
+        writes = self._writes
+        local = writes.keys_in(begin, end)
+        if reverse:
+            local.reverse()
+        low, high = begin, end
+        page = min(limit, LARGEST_PAGE) if 0 < limit < FIRST_PAGE else FIRST_PAGE
+        emitted = 0
+        li = 0
+        store_done = False
+
+        def ahead(a: bytes, b: bytes) -> bool:
+            return a > b if reverse else a < b
+
+        def claim(key: bytes) -> None:
+            if reverse:
+                conflict[0] = key
+            else:
+                conflict[1] = key_after(key)
+
+        while True:
+            rows: list[tuple[bytes, bytes]] = []
+            if not store_done:
+                lo, hi, size = low, high, page
+                rows = await self._with_reader(lambda c: _fetch_page(c, lo, hi, reverse, size))
+                if len(rows) < page:
+                    store_done = True
+                elif reverse:
+                    high = rows[-1][0]
+                else:
+                    low = key_after(rows[-1][0])
+                page = min(page * 2, LARGEST_PAGE)
+            for key, stored in rows:
+                self._cache[key] = stored
+                while li < len(local) and ahead(local[li], key):
+                    value = writes.resolve(local[li], None)
+                    if value is not None:
+                        claim(local[li])
+                        yield KeyValue(local[li], value)
+                        emitted += 1
+                        if emitted == limit:
+                            return
+                    li += 1
+                value: bytes | None = stored
+                if li < len(local) and local[li] == key:
+                    li += 1
+                    value = writes.resolve(key, stored)
+                elif writes.is_cleared(key):
+                    value = None
+                if value is not None:
+                    claim(key)
+                    yield KeyValue(key, value)
+                    emitted += 1
+                    if emitted == limit:
+                        return
+            if store_done:
+                break
+        for key in local[li:]:
+            value = writes.resolve(key, None)
+            if value is not None:
+                claim(key)
+                yield KeyValue(key, value)
+                emitted += 1
+                if emitted == limit:
+                    return
+        conflict[0], conflict[1] = begin, end
+
+    # -- mutations -------------------------------------------------------------------------
+    def _record(self, mutation: Mutation) -> None:
+        self._check_usable()
+        self._writes.record(mutation)
+
+    def set(self, key: bytes, value: bytes) -> None:
+        self._check_key(key, writing=True)
+        self._check_value(value)
+        self._record(Mutation(Op.SET, key, value))
+
+    def clear(self, key: bytes) -> None:
+        self._check_key(key, writing=True)
+        self._record(Mutation(Op.CLEAR, key))
+
+    def clear_range(self, begin: bytes, end: bytes) -> None:
+        self._check_range(begin, end)
+        if begin < end:
+            self._record(Mutation(Op.CLEAR_RANGE, begin, end))
+
+    def _atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
+        self._check_key(key, writing=True)
+        self._check_value(param)
+        self._record(Mutation(Op.ATOMIC, key, param, op))
+
+    def add(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.ADD, key, param)
+
+    def max(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.MAX, key, param)
+
+    def min(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.MIN, key, param)
+
+    def byte_max(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.BYTE_MAX, key, param)
+
+    def byte_min(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.BYTE_MIN, key, param)
+
+    def bit_and(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.BIT_AND, key, param)
+
+    def bit_or(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.BIT_OR, key, param)
+
+    def bit_xor(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.BIT_XOR, key, param)
+
+    def append_if_fits(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.APPEND_IF_FITS, key, param)
+
+    def compare_and_clear(self, key: bytes, param: bytes) -> None:
+        self._atomic(AtomicOp.COMPARE_AND_CLEAR, key, param)
+
+    def _check_placeholder(self, data: bytes, what: str) -> None:
+        if len(data) < 4 or int.from_bytes(data[-4:], "little") + 10 > len(data) - 4:
+            raise FDBError(
+                ErrorCode.CLIENT_INVALID_OPERATION,
+                f"versionstamped {what} needs a 10-byte placeholder at the offset in its last 4 bytes",
+            )
+
+    def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
+        self._check_placeholder(key, "key")
+        self._check_key(key[:-4], writing=True)
+        self._check_value(value)
+        self._record(Mutation(Op.VERSIONSTAMPED_KEY, key, value))
+
+    def set_versionstamped_value(self, key: bytes, value: bytes) -> None:
+        self._check_key(key, writing=True)
+        self._check_placeholder(value, "value")
+        self._check_value(value[:-4])
+        self._record(Mutation(Op.VERSIONSTAMPED_VALUE, key, value))
+
+    def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
+        self._check_usable()
+        self._check_range(begin, end)
+        self._reads.append([begin, end])
+
+    def add_write_conflict_range(self, begin: bytes, end: bytes) -> None:
+        self._check_usable()
+        self._check_range(begin, end)
+        if begin < end:
+            self._write_conflicts.append((begin, end))
+
+    # -- watches and versions --------------------------------------------------------------
+    def watch(self, key: bytes) -> Watch:
+        self._check_usable()
+        self._check_key(key, writing=False)
+        watch = self._engine.create_watch(key)
+        if not watch.done():
+            self._watches.append(watch)
+        return watch
+
+    def get_versionstamp(self) -> Awaitable[bytes]:
+        if self._stamp is None:
+            self._stamp = asyncio.get_running_loop().create_future()
+        return self._stamp
+
+    def get_committed_version(self) -> int:
+        return self._committed_version
+
+    # -- commit ----------------------------------------------------------------------------
+    async def commit(self) -> None:
+        self._check_usable()
+        try:
+            armed = [(watch, await self._baseline(watch)) for watch in self._watches]
+            self._check_usable()
+            self._state = _State.COMMITTING
+            if self._writes or self._write_conflicts:
+                version, stamp = await self._commit_writes(armed)
+            else:
+                await self._commit_read_only(armed)
+                version, stamp = -1, None
+        except BaseException as error:
+            self._state = _State.FAILED
+            self._fail(error)
+            raise
+        self._state = _State.COMMITTED
+        self._committed_version = version
+        if self._stamp is not None and not self._stamp.done():
+            if stamp is None:
+                self._stamp.set_exception(FDBError(ErrorCode.NO_COMMIT_VERSION))
+            else:
+                self._stamp.set_result(stamp)
+
+    async def _baseline(self, watch: SqliteWatch) -> bytes | None | object:
+        """What `watch` compares against: the value this transaction sees at its key."""
+        if not self._writes.needs_store(watch.key) or isinstance(
+            self._writes.lookup(watch.key), Pending
+        ):
+            return AFTER_COMMIT
+        return await self._get(watch.key, snapshot=True)
+
+    async def _commit_read_only(self, watches: list[tuple[SqliteWatch, object]]) -> None:
+        if not watches:
+            self._release_reader()
+            return
+        # Without writes every baseline is a value read at the read version.
+        armed = [(watch, baseline) for watch, baseline in watches if not _is_after(baseline)]
+        assert self._reader is not None
+        reader, self._reader = self._reader, None
+        if self._release is not None:
+            self._release.detach()
+            self._release = None
+        try:
+            await self._engine.run(self._engine.arm_read_only, reader, armed)
+        finally:
+            self._engine.release_reader(reader)
+
+    async def _commit_writes(self, watches: list[tuple[SqliteWatch, object]]) -> tuple[int, bytes]:
+        reads = _coalesce(self._reads) if self._read_version is not None else []
+        size = (
+            self._writes.size
+            + sum(len(b) + len(e) for b, e in reads)
+            + sum(len(b) + len(e) for b, e in self._write_conflicts)
+        )
+        if size > self._limits.transaction_size:
+            raise FDBError(
+                ErrorCode.TRANSACTION_TOO_LARGE,
+                f"{size} bytes, limit {self._limits.transaction_size}",
+            )
+        if watches:
+            await self._engine.run(self._engine.ensure_watcher)
+        self._check_usable_while_committing()
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        request = CommitRequest(
+            read_version=self._read_version,
+            reads=reads,
+            mutations=self._writes.mutations,
+            write_conflicts=self._write_conflicts,
+            watches=watches,
+            future=future,
+        )
+        self._release_reader()
+        self._engine.submit_commit(request)
+        return await future
+
+    def _check_usable_while_committing(self) -> None:
+        if self._reader is not None and (
+            time.monotonic() - self._read_started > self._limits.transaction_time
+        ):
+            raise FDBError(ErrorCode.TRANSACTION_TOO_OLD)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _fail(self, error: BaseException) -> None:
+        """Release the snapshot and fail what waits on a commit that will not happen."""
+        self._release_reader()
+        for watch in self._watches:
+            if not watch.done():
+                watch.future.set_exception(error)
+        self._watches = []
+        if self._stamp is not None and not self._stamp.done():
+            self._stamp.set_exception(error)
+
+    async def on_error(self, error: BaseException) -> None:
+        if not isinstance(error, FDBError) or not error.retryable:
+            raise error
+        if self._retry_limit is not None and self._retries >= self._retry_limit:
+            raise error
+        delay = random.uniform(self._backoff / 2, self._backoff)
+        if self._timeout is not None:
+            remaining = self._timeout - (time.monotonic() - self._created)
+            if remaining <= delay:
+                raise FDBError(ErrorCode.TRANSACTION_TIMED_OUT, f"after {self._timeout} s") from error
+        await asyncio.sleep(delay)
+        self._retries += 1
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+        created = self._created
+        self._discard(FDBError(ErrorCode.TRANSACTION_CANCELLED, "transaction was retried"))
+        self._clear_state()
+        self._created = created  # the timeout spans retries, as in FDB
+
+    def _discard(self, error: BaseException) -> None:
+        if self._state in (_State.OPEN, _State.COMMITTING, _State.FAILED):
+            self._fail(error)
+        else:
+            self._release_reader()
+
+    def reset(self) -> None:
+        self._discard(FDBError(ErrorCode.TRANSACTION_CANCELLED, "transaction was reset"))
+        self._clear_state()
+        self._retries = 0
+        self._backoff = INITIAL_BACKOFF_S
+
+    def cancel(self) -> None:
+        self._discard(FDBError(ErrorCode.TRANSACTION_CANCELLED))
+        if self._state is not _State.COMMITTED:
+            self._state = _State.CANCELLED
+
+    def set_timeout(self, seconds: float | None) -> None:
+        if seconds is not None and seconds < 0:
+            raise FDBError(ErrorCode.INVALID_OPTION_VALUE, f"timeout {seconds}")
+        self._timeout = seconds or None
+
+    def set_retry_limit(self, retries: int | None) -> None:
+        if retries is not None and retries < -1:
+            raise FDBError(ErrorCode.INVALID_OPTION_VALUE, f"retry limit {retries}")
+        self._retry_limit = None if retries is None or retries == -1 else retries
+
+
+def _is_after(baseline: object) -> bool:
+    return baseline is AFTER_COMMIT
+
+
+def _release_orphan(engine: SqliteEngine) -> Callable[[asyncio.Future[tuple[Reader, int, object]]], None]:
+    """A callback that returns a snapshot taken for a cancelled read to the pool."""
+
+    def release(future: asyncio.Future[tuple[Reader, int, object]]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            engine.release_reader(future.result()[0])
+
+    return release
