@@ -250,7 +250,7 @@ class Engine(abc.ABC):
         fn: TransactionFunction[T],
         *,
         retry_limit: int | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (FDB's timeout option, not a deadline)
     ) -> T:
         """Run `fn(tr)` and commit, retrying retryable errors with backoff (FDB's retry loop).
 
@@ -271,4 +271,3 @@ class Engine(abc.ABC):
                     await tr.on_error(error)
         finally:
             tr.cancel()
-

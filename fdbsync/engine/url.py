@@ -46,8 +46,10 @@ def create_engine(url: str | None = None, *, limits: Limits | None = None) -> En
             raise ValueError(f"{url}: unknown option(s) {', '.join(sorted(unknown))}")
         if limit_values:
             base = limits or Limits()
-            limits = Limits(**{**{f.name: getattr(base, f.name) for f in fields(Limits)}, **limit_values})
-        return SqliteEngine(path, limits=limits, url=url, **engine_values)  # type: ignore[arg-type]
+            limits = Limits(
+                **{**{f.name: getattr(base, f.name) for f in fields(Limits)}, **limit_values}
+            )
+        return SqliteEngine(path, limits=limits, url=url, **engine_values)
     if parts.scheme == "fdb":
         raise ValueError(
             f"{url}: the FoundationDB engine is not part of this release yet; use sqlite:///"

@@ -10,6 +10,7 @@ process, by an earlier commit, or by an earlier transaction of the same batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -34,7 +35,7 @@ class CommitRequest:
     reads: list[tuple[bytes, bytes]]
     mutations: list[Mutation]
     write_conflicts: list[tuple[bytes, bytes]]
-    watches: list[tuple[SqliteWatch, bytes | None | object]]
+    watches: list[tuple[SqliteWatch, bytes | object | None]]
     future: asyncio.Future[tuple[int, bytes]]
     #: Filled by the committer: the commit version and versionstamp, or the error.
     outcome: tuple[int, bytes] | BaseException | None = None
@@ -126,9 +127,7 @@ class Committer:
                     request.outcome = (state.version, stamp)
                     applied += 1
             if applied:
-                conn.execute(
-                    "UPDATE meta SET value = ? WHERE name = 'version'", (state.version,)
-                )
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'version'", (state.version,))
                 self._maybe_prune(conn, state.version)
             conn.execute("COMMIT")
         except BaseException as error:
@@ -161,16 +160,22 @@ class Committer:
                 (begin, end, rv),
             ).fetchone():
                 return FDBError(ErrorCode.NOT_COMMITTED)
-            if state.newest_tombstone > rv and conn.execute(
-                "SELECT 1 FROM tombstones WHERE key >= ? AND key < ? AND version > ? LIMIT 1",
-                (begin, end, rv),
-            ).fetchone():
+            if (
+                state.newest_tombstone > rv
+                and conn.execute(
+                    "SELECT 1 FROM tombstones WHERE key >= ? AND key < ? AND version > ? LIMIT 1",
+                    (begin, end, rv),
+                ).fetchone()
+            ):
                 return FDBError(ErrorCode.NOT_COMMITTED)
-            if state.newest_range > rv and conn.execute(
-                "SELECT 1 FROM write_ranges WHERE version > ? AND begin_key < ? AND end_key > ?"
-                " LIMIT 1",
-                (rv, end, begin),
-            ).fetchone():
+            if (
+                state.newest_range > rv
+                and conn.execute(
+                    "SELECT 1 FROM write_ranges WHERE version > ? AND begin_key < ? AND end_key > ?"
+                    " LIMIT 1",
+                    (rv, end, begin),
+                ).fetchone()
+            ):
                 return FDBError(ErrorCode.NOT_COMMITTED)
         return None
 
@@ -188,7 +193,9 @@ class Committer:
                 assert mutation.atomic is not None
                 row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
                 result = apply_atomic(
-                    mutation.atomic, None if row is None else row[0], mutation.param,
+                    mutation.atomic,
+                    None if row is None else row[0],
+                    mutation.param,
                     self._limits.value_size,
                 )
                 if result is None:
@@ -206,9 +213,7 @@ class Committer:
             state.newest_range = version
         # Baselines are the values this transaction leaves; later ones in the batch may change
         # them, which the verification after COMMIT notices.
-        unresolved = {
-            watch.key for watch, expected in request.watches if expected is AFTER_COMMIT
-        }
+        unresolved = {watch.key for watch, expected in request.watches if expected is AFTER_COMMIT}
         left = read_values(conn, unresolved) if unresolved else {}
         for watch, expected in request.watches:
             baseline = left[watch.key] if expected is AFTER_COMMIT else expected
@@ -255,10 +260,8 @@ class Committer:
         for request in batch:
             by_loop.setdefault(request.future.get_loop(), []).append(request)
         for loop, requests in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody awaiting
                 loop.call_soon_threadsafe(_deliver, requests)
-            except RuntimeError:
-                pass  # the loop is gone; nobody awaits these commits
 
 
 def _deliver(requests: list[CommitRequest]) -> None:

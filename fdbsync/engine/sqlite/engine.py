@@ -21,7 +21,7 @@ from ..base import Engine
 from ..errors import ErrorCode, FDBError
 from ..limits import Limits
 from . import schema
-from .committer import Committer, CommitRequest
+from .committer import CommitRequest, Committer
 from .transaction import SqliteTransaction
 from .watches import SqliteWatch, Watcher, WatchRegistry
 
@@ -93,7 +93,7 @@ class SqliteEngine(Engine):
             await self.run(watcher.stop)
         with self._idle_lock:
             idle, self._idle = self._idle, []
-        await self.run(lambda: [reader.conn.close() for reader in idle])
+        await self.run(_close_all, idle)
         self._executor.shutdown(wait=False)
         self._executor = None
 
@@ -165,3 +165,8 @@ class SqliteEngine(Engine):
     @property
     def pending_watches(self) -> int:
         return self._registry.pending
+
+
+def _close_all(readers: list[Reader]) -> None:
+    for reader in readers:
+        reader.conn.close()

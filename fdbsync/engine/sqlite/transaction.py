@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import Enum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..atomic import AtomicOp
 from ..base import KeyValue, RangeResult, ReadView, Transaction, Watch
@@ -18,7 +19,7 @@ from ..keys import key_after
 from ..selectors import KeyOrSelector, KeySelector, as_selector
 from .committer import AFTER_COMMIT, CommitRequest
 from .watches import SqliteWatch
-from .writes import FROM_STORE, Mutation, Op, Pending, WriteBuffer
+from .writes import Mutation, Op, Pending, WriteBuffer
 
 if TYPE_CHECKING:
     from .engine import Reader, SqliteEngine
@@ -206,7 +207,9 @@ class SqliteTransaction(Transaction):
                     engine.release_reader(reader)
                     raise
 
-            future = asyncio.ensure_future(engine.run(begin))
+            future: asyncio.Future[tuple[Reader, int, T]] = asyncio.ensure_future(
+                engine.run(begin)
+            )
             try:
                 reader, version, result = await asyncio.shield(future)
             except asyncio.CancelledError:
@@ -320,8 +323,9 @@ class SqliteTransaction(Transaction):
         while True:
             rows: list[tuple[bytes, bytes]] = []
             if not store_done:
-                lo, hi, size = low, high, page
-                rows = await self._with_reader(lambda c: _fetch_page(c, lo, hi, reverse, size))
+                rows = await self._with_reader(
+                    functools.partial(_fetch_page, begin=low, end=high, reverse=reverse, limit=page)
+                )
                 if len(rows) < page:
                     store_done = True
                 elif reverse:
@@ -340,15 +344,15 @@ class SqliteTransaction(Transaction):
                         if emitted == limit:
                             return
                     li += 1
-                value: bytes | None = stored
+                seen: bytes | None = stored
                 if li < len(local) and local[li] == key:
                     li += 1
-                    value = writes.resolve(key, stored)
+                    seen = writes.resolve(key, stored)
                 elif writes.is_cleared(key):
-                    value = None
-                if value is not None:
+                    seen = None
+                if seen is not None:
                     claim(key)
-                    yield KeyValue(key, value)
+                    yield KeyValue(key, seen)
                     emitted += 1
                     if emitted == limit:
                         return
@@ -422,7 +426,7 @@ class SqliteTransaction(Transaction):
         if len(data) < 4 or int.from_bytes(data[-4:], "little") + 10 > len(data) - 4:
             raise FDBError(
                 ErrorCode.CLIENT_INVALID_OPERATION,
-                f"versionstamped {what} needs a 10-byte placeholder at the offset in its last 4 bytes",
+                f"versionstamped {what}: no 10-byte placeholder at the offset in its last 4 bytes",
             )
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
@@ -489,7 +493,7 @@ class SqliteTransaction(Transaction):
             else:
                 self._stamp.set_result(stamp)
 
-    async def _baseline(self, watch: SqliteWatch) -> bytes | None | object:
+    async def _baseline(self, watch: SqliteWatch) -> object:
         """What `watch` compares against: the value this transaction sees at its key."""
         if not self._writes.needs_store(watch.key) or isinstance(
             self._writes.lookup(watch.key), Pending
@@ -567,7 +571,9 @@ class SqliteTransaction(Transaction):
         if self._timeout is not None:
             remaining = self._timeout - (time.monotonic() - self._created)
             if remaining <= delay:
-                raise FDBError(ErrorCode.TRANSACTION_TIMED_OUT, f"after {self._timeout} s") from error
+                raise FDBError(
+                    ErrorCode.TRANSACTION_TIMED_OUT, f"after {self._timeout} s"
+                ) from error
         await asyncio.sleep(delay)
         self._retries += 1
         self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
@@ -608,10 +614,12 @@ def _is_after(baseline: object) -> bool:
     return baseline is AFTER_COMMIT
 
 
-def _release_orphan(engine: SqliteEngine) -> Callable[[asyncio.Future[tuple[Reader, int, object]]], None]:
+def _release_orphan(
+    engine: SqliteEngine,
+) -> Callable[[asyncio.Future[tuple[Reader, int, Any]]], None]:
     """A callback that returns a snapshot taken for a cancelled read to the pool."""
 
-    def release(future: asyncio.Future[tuple[Reader, int, object]]) -> None:
+    def release(future: asyncio.Future[tuple[Reader, int, Any]]) -> None:
         if not future.cancelled() and future.exception() is None:
             engine.release_reader(future.result()[0])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import sqlite3
 import threading
 from collections import defaultdict
@@ -55,17 +56,19 @@ def _settle_all(outcomes: list[tuple[asyncio.Future[None], BaseException | None]
             future.set_exception(error)
 
 
-def settle_threadsafe(outcomes: Iterable[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+def settle_threadsafe(
+    outcomes: Iterable[tuple[asyncio.Future[None], BaseException | None]],
+) -> None:
     """Complete futures from any thread, one wake-up per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]]
+    by_loop: dict[
+        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]
+    ]
     by_loop = defaultdict(list)
     for future, error in outcomes:
         by_loop[future.get_loop()].append((future, error))
     for loop, items in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop has nobody awaiting
             loop.call_soon_threadsafe(_settle_all, items)
-        except RuntimeError:
-            pass  # the loop is closed; nobody can await these futures any more
 
 
 class WatchRegistry:
@@ -89,7 +92,9 @@ class WatchRegistry:
         with self._lock:
             if self._pending >= self._max:
                 future.set_exception(
-                    FDBError(ErrorCode.TOO_MANY_WATCHES, f"{self._pending} pending, limit {self._max}")
+                    FDBError(
+                        ErrorCode.TOO_MANY_WATCHES, f"{self._pending} pending, limit {self._max}"
+                    )
                 )
                 return watch
             self._pending += 1
@@ -196,7 +201,9 @@ class Watcher:
         self._interval = interval
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fdbsync-sqlite-watcher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="fdbsync-sqlite-watcher", daemon=True
+        )
         self._error: BaseException | None = None
 
     def start(self) -> None:
@@ -225,7 +232,9 @@ class Watcher:
                 seen = self._scan(conn, seen)
         except BaseException as error:  # keep the reason for close() and stop quietly
             self._error = error
-            self._registry.fail_all(FDBError(ErrorCode.OPERATION_FAILED, f"watcher stopped: {error}"))
+            self._registry.fail_all(
+                FDBError(ErrorCode.OPERATION_FAILED, f"watcher stopped: {error}")
+            )
         finally:
             self._ready.set()
             conn.close()
