@@ -24,9 +24,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fdbsync.engine import Engine, Transaction, create_engine, pack  # noqa: E402
+from fdbsync.engine import Engine, Transaction, create_engine, pack
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
 VALUE = b"v" * 100
@@ -199,7 +197,6 @@ async def throughput(workdir: Path, counts: dict[str, int], repeat: int) -> list
 # -- watch latency ------------------------------------------------------------------------
 CHILD = """
 import asyncio, sys, time
-sys.path.insert(0, {root!r})
 from fdbsync.engine import create_engine
 
 async def main():
@@ -233,11 +230,10 @@ async def watch_latency(workdir: Path, samples: int) -> list[list[str]]:
             same.append((time.perf_counter() - start) * 1000)
         rows.append(["watch fire, same process", *summary(same)])
 
-        root = str(Path(__file__).resolve().parents[1])
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            CHILD.format(root=root, url=url, key=target),
+            CHILD.format(url=url, key=target),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
