@@ -669,7 +669,8 @@ async def test_committed_version(engine: Engine) -> None:
 
 
 async def test_key_size_limit(engine: Engine) -> None:
-    """Keys of 10,000 bytes are fine; longer ones fail with 2102 when set and when read."""
+    """Keys of 10,000 bytes are fine; longer ones fail with 2102 when set. Reading one finds
+    nothing, as FoundationDB answers: no stored key can be that long."""
     longest = b"k" * 10_000
     await store(engine, {longest: b"v"})
     assert await read(engine, longest) == b"v"
@@ -677,7 +678,7 @@ async def test_key_size_limit(engine: Engine) -> None:
     with pytest.raises(FDBError) as caught:
         tr.set(longest + b"k", b"v")
     assert caught.value.code == 2102 and caught.value.name == "key_too_large"
-    await expect_error(2102, tr.get(longest + b"k"))
+    assert await tr.get(longest + b"k") is None
 
 
 async def test_value_size_limit(engine: Engine) -> None:
@@ -718,6 +719,41 @@ async def test_system_keys_are_off_limits(engine: Engine, write: Any) -> None:
     with pytest.raises(FDBError) as caught:
         write(tr)
     assert caught.value.code == 2004 and caught.value.name == "key_outside_legal_range"
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda tr: tr.get(b"\xff/system"),
+        lambda tr: tr.snapshot.get(b"\xff"),
+        lambda tr: tr.get_range(b"a", b"\xff\x00").to_list(),
+        lambda tr: tr.get_key(KeySelector.first_greater_or_equal(b"\xff\x01")),
+    ],
+    ids=["get", "snapshot_get", "get_range", "get_key"],
+)
+async def test_system_keys_are_unreadable(engine: Engine, read: Any) -> None:
+    """Reading at or past b'\\xff' (a range ending past it) fails with 2004, as in FDB."""
+    tr = engine.create_transaction()
+    await expect_error(2004, read(tr))
+
+
+async def test_range_up_to_the_end_of_the_user_keyspace(engine: Engine) -> None:
+    """b'\\xff' itself is a legal range end: it bounds every user key."""
+    await store(engine, {b"\xfe": b"last"})
+    tr = engine.create_transaction()
+    rows = await tr.get_range(b"\xfe", b"\xff").to_list()
+    assert [(kv.key, kv.value) for kv in rows] == [(b"\xfe", b"last")]
+
+
+async def test_get_versionstamp_after_commit(engine: Engine) -> None:
+    """Asking for the versionstamp after the commit returned still gives the commit's stamp."""
+    tr = engine.create_transaction()
+    before = tr.get_versionstamp()
+    tr.set(b"stamped", b"v")
+    await tr.commit()
+    after = await asyncio.wait_for(tr.get_versionstamp(), 5)
+    assert len(after) == 10
+    assert after == await asyncio.wait_for(before, 5)
 
 
 @pytest.mark.parametrize("limits", [Limits(transaction_time=0.5)])

@@ -32,6 +32,8 @@ AFTER_COMMIT = object()
 @dataclass(slots=True)
 class CommitRequest:
     read_version: int | None
+    #: Wall-clock microseconds when the read version was taken: the MVCC window's start.
+    read_time: int
     reads: list[tuple[bytes, bytes]]
     mutations: list[Mutation]
     write_conflicts: list[tuple[bytes, bytes]]
@@ -152,7 +154,8 @@ class Committer:
         rv = request.read_version
         if rv is None or not request.reads:
             return None
-        if state.version - rv > schema.MVCC_WINDOW_US:
+        # Versions follow the wall clock at commit, so this is the transaction's age.
+        if state.version - request.read_time > schema.MVCC_WINDOW_US:
             return FDBError(ErrorCode.TRANSACTION_TOO_OLD)
         for begin, end in request.reads:
             if conn.execute(

@@ -12,6 +12,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,9 +35,10 @@ class Reader:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def begin(self) -> int:
+    def begin(self) -> tuple[int, int]:
+        """Pin a snapshot: its read version and the wall-clock microseconds it was taken at."""
         self.conn.execute("BEGIN")
-        return schema.current_version(self.conn)
+        return schema.current_version(self.conn), time.time_ns() // 1000
 
     def end(self) -> None:
         if self.conn.in_transaction:

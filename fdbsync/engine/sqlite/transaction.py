@@ -129,6 +129,7 @@ class SqliteTransaction(Transaction):
         self._reader: Reader | None = None
         self._release: weakref.finalize | None = None  # type: ignore[type-arg]
         self._read_version: int | None = None
+        self._read_time = 0
         self._read_started = 0.0
         self._lock: asyncio.Lock | None = None
         self._writes = WriteBuffer(self._limits.value_size)
@@ -137,6 +138,7 @@ class SqliteTransaction(Transaction):
         self._cache: dict[bytes, bytes | None] = {}
         self._watches: list[SqliteWatch] = []
         self._stamp: asyncio.Future[bytes] | None = None
+        self._stamp_value: bytes | None = None
         self._committed_version = -1
         self._error: BaseException | None = None
 
@@ -173,6 +175,12 @@ class SqliteTransaction(Transaction):
         if writing and key.startswith(SYSTEM_PREFIX):
             raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"{key[:40]!r} is a system key")
 
+    def _check_readable_key(self, key: bytes) -> None:
+        if not isinstance(key, bytes):
+            raise TypeError(f"keys are bytes, not {type(key).__name__}")
+        if key >= SYSTEM_PREFIX:
+            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"{key[:40]!r} is a system key")
+
     def _check_value(self, value: bytes) -> None:
         if not isinstance(value, bytes):
             raise TypeError(f"values are bytes, not {type(value).__name__}")
@@ -198,20 +206,20 @@ class SqliteTransaction(Transaction):
                 return await self._engine.run(fn, self._reader.conn)
             engine = self._engine
 
-            def begin() -> tuple[Reader, int, T]:
+            def begin() -> tuple[Reader, tuple[int, int], T]:
                 reader = engine.checkout_reader()
                 try:
-                    version = reader.begin()
-                    return reader, version, fn(reader.conn)
+                    versions = reader.begin()
+                    return reader, versions, fn(reader.conn)
                 except BaseException:
                     engine.release_reader(reader)
                     raise
 
-            future: asyncio.Future[tuple[Reader, int, T]] = asyncio.ensure_future(
+            future: asyncio.Future[tuple[Reader, tuple[int, int], T]] = asyncio.ensure_future(
                 engine.run(begin)
             )
             try:
-                reader, version, result = await asyncio.shield(future)
+                reader, (version, read_time), result = await asyncio.shield(future)
             except asyncio.CancelledError:
                 future.add_done_callback(_release_orphan(engine))
                 raise
@@ -221,6 +229,7 @@ class SqliteTransaction(Transaction):
             self._reader = reader
             self._release = weakref.finalize(self, engine.release_reader, reader)
             self._read_version = version
+            self._read_time = read_time
             self._read_started = time.monotonic()
             return result
 
@@ -242,7 +251,9 @@ class SqliteTransaction(Transaction):
 
     async def _get(self, key: bytes, snapshot: bool) -> bytes | None:
         self._check_usable()
-        self._check_key(key, writing=False)
+        self._check_readable_key(key)
+        if len(key) > self._limits.key_size:
+            return None  # no stored key is that long; FDB answers the same way
         if not self._writes.needs_store(key):
             return self._writes.resolve(key, None)
         if key in self._cache:
@@ -265,13 +276,20 @@ class SqliteTransaction(Transaction):
     async def _bound(self, selector: KeySelector, snapshot: bool) -> bytes:
         """A selector as a range bound. With offset 1 it needs no read: the first key at or
         after `start` bounds the same rows as `start` itself."""
+        self._check_selector(selector)
         if selector.offset == 1:
             key = min(selector.key, SYSTEM_PREFIX)
             return key_after(key) if selector.or_equal and key < SYSTEM_PREFIX else key
         return await self._resolve(selector, snapshot)
 
+    def _check_selector(self, selector: KeySelector) -> None:
+        if selector.key > SYSTEM_PREFIX:
+            detail = f"{selector.key[:40]!r} is past the user keyspace"
+            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, detail)
+
     async def _resolve(self, selector: KeySelector, snapshot: bool) -> bytes:
         """The key a selector names, seen through this transaction's own writes."""
+        self._check_selector(selector)
         key = min(selector.key, SYSTEM_PREFIX)
         if selector.offset >= 1:
             start = key_after(key) if selector.or_equal and key < SYSTEM_PREFIX else key
@@ -298,6 +316,7 @@ class SqliteTransaction(Transaction):
         end = min(end, SYSTEM_PREFIX)
         if begin >= end:
             return
+        self._writes.check_readable(begin, end)
         conflict = [begin, begin] if not reverse else [end, end]
         if not snapshot:
             self._reads.append(conflict)
@@ -464,7 +483,17 @@ class SqliteTransaction(Transaction):
     def get_versionstamp(self) -> Awaitable[bytes]:
         if self._stamp is None:
             self._stamp = asyncio.get_running_loop().create_future()
+            if self._state is _State.COMMITTED:
+                self._settle_stamp()
         return self._stamp
+
+    def _settle_stamp(self) -> None:
+        if self._stamp is None or self._stamp.done():
+            return
+        if self._stamp_value is None:
+            self._stamp.set_exception(FDBError(ErrorCode.NO_COMMIT_VERSION))
+        else:
+            self._stamp.set_result(self._stamp_value)
 
     def get_committed_version(self) -> int:
         return self._committed_version
@@ -487,11 +516,8 @@ class SqliteTransaction(Transaction):
             raise
         self._state = _State.COMMITTED
         self._committed_version = version
-        if self._stamp is not None and not self._stamp.done():
-            if stamp is None:
-                self._stamp.set_exception(FDBError(ErrorCode.NO_COMMIT_VERSION))
-            else:
-                self._stamp.set_result(stamp)
+        self._stamp_value = stamp
+        self._settle_stamp()
 
     async def _baseline(self, watch: SqliteWatch) -> object:
         """What `watch` compares against: the value this transaction sees at its key."""
@@ -535,6 +561,7 @@ class SqliteTransaction(Transaction):
         future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         request = CommitRequest(
             read_version=self._read_version,
+            read_time=self._read_time,
             reads=reads,
             mutations=self._writes.mutations,
             write_conflicts=self._write_conflicts,
@@ -616,10 +643,10 @@ def _is_after(baseline: object) -> bool:
 
 def _release_orphan(
     engine: SqliteEngine,
-) -> Callable[[asyncio.Future[tuple[Reader, int, Any]]], None]:
+) -> Callable[[asyncio.Future[tuple[Reader, tuple[int, int], Any]]], None]:
     """A callback that returns a snapshot taken for a cancelled read to the pool."""
 
-    def release(future: asyncio.Future[tuple[Reader, int, Any]]) -> None:
+    def release(future: asyncio.Future[tuple[Reader, tuple[int, int], Any]]) -> None:
         if not future.cancelled() and future.exception() is None:
             engine.release_reader(future.result()[0])
 

@@ -8,6 +8,7 @@ from enum import Enum
 
 from ..atomic import AtomicOp, apply_atomic
 from ..errors import ErrorCode, FDBError
+from ..keys import strinc
 
 
 class Op(Enum):
@@ -63,6 +64,8 @@ class WriteBuffer:
         self._local: dict[bytes, Local] = {}
         self._sorted: list[bytes] = []
         self._cleared: list[tuple[bytes, bytes]] = []  # sorted, disjoint [begin, end) ranges
+        # Where versionstamped keys may land: unknown until commit, so unreadable (FDB's 1036).
+        self._unreadable: list[tuple[bytes, bytes]] = []
 
     def __bool__(self) -> bool:
         return bool(self.mutations)
@@ -83,7 +86,10 @@ class WriteBuffer:
         elif op is Op.ATOMIC:
             assert mutation.atomic is not None
             self._atomic(mutation.key, mutation.atomic, mutation.param)
-        # A versionstamped key is unknown until commit, so it adds nothing readable.
+        elif op is Op.VERSIONSTAMPED_KEY:
+            offset = int.from_bytes(mutation.key[-4:], "little")
+            prefix = mutation.key[:offset]
+            self._unreadable.append((prefix, strinc(prefix) if prefix.strip(b"\xff") else b"\xff"))
 
     def _put(self, key: bytes, value: Local) -> None:
         if key not in self._local:
@@ -123,6 +129,8 @@ class WriteBuffer:
         """What this transaction determines for `key`, or `_FROM_STORE` if the store decides."""
         if key in self._local:
             return self._local[key]
+        if any(begin <= key < end for begin, end in self._unreadable):
+            return UNREADABLE
         if self.is_cleared(key):
             return None
         return _FROM_STORE
@@ -131,6 +139,12 @@ class WriteBuffer:
         # The ranges are disjoint, so only the last one starting at or before `key` can hold it.
         index = bisect.bisect_right(self._cleared, key, key=lambda r: r[0]) - 1
         return index >= 0 and key < self._cleared[index][1]
+
+    def check_readable(self, begin: bytes, end: bytes) -> None:
+        """Fail with 1036 if [begin, end) may hold a versionstamped key written here."""
+        for low, high in self._unreadable:
+            if low < end and begin < high:
+                raise FDBError(ErrorCode.ACCESSED_UNREADABLE, f"range {begin!r}..{end!r}")
 
     def keys_in(self, begin: bytes, end: bytes) -> list[bytes]:
         """The keys this transaction determines inside [begin, end), in order."""
