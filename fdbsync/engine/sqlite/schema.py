@@ -8,6 +8,7 @@ power loss; a commit interrupted before acknowledgement leaves no trace.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 FORMAT_VERSION = 1
@@ -18,8 +19,8 @@ FORMAT_VERSION = 1
 MVCC_WINDOW_US = 5_000_000
 PRUNE_AFTER_US = MVCC_WINDOW_US + 1_000_000
 
+# journal_mode=WAL is a property of the file, set once by initialize(); these are per connection.
 _PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=OFF",
     "PRAGMA temp_store=MEMORY",
@@ -66,6 +67,7 @@ def initialize(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
     try:
+        _use_wal(conn, path)
         conn.execute("BEGIN IMMEDIATE")
         for statement in _SCHEMA:
             conn.execute(statement)
@@ -77,6 +79,25 @@ def initialize(path: Path) -> None:
         raise RuntimeError(
             f"{path} has fdbsync sqlite format {found}; this version reads {FORMAT_VERSION}"
         )
+
+
+def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
+    """Switch the file to WAL. Changing the journal mode ignores the busy timeout, so when
+    several processes create the file at once the losers retry until it is done."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.001
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)  # runs on a worker thread, never on the event loop
+            delay = min(delay * 2, 0.05)
+            continue
+        if mode.lower() != "wal":
+            raise RuntimeError(f"{path}: SQLite refused WAL mode (journal_mode is {mode})")
+        return
 
 
 def current_version(conn: sqlite3.Connection) -> int:
