@@ -9,6 +9,7 @@ orders their commits, and each process's watcher thread sees the others' changes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import sqlite3
 import threading
@@ -112,10 +113,15 @@ class SqliteEngine(Engine):
             raise FDBError(ErrorCode.CLIENT_INVALID_OPERATION, f"engine {self.url} is not open")
 
     # -- services for transactions ---------------------------------------------------------
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
+    def run(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
         """Run blocking SQLite work on a worker thread, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
+        """Like `run`, but the caller keeps the thread's own future (see _with_reader)."""
+        if self._executor is None:
+            raise FDBError(ErrorCode.CLIENT_INVALID_OPERATION, f"engine {self.url} is not open")
+        return self._executor.submit(fn, *args)
 
     def checkout_reader(self) -> Reader:
         """A reader connection (worker threads only: opening one touches the disk)."""

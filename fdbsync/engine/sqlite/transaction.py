@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import random
 import sqlite3
@@ -215,13 +216,12 @@ class SqliteTransaction(Transaction):
                     engine.release_reader(reader)
                     raise
 
-            future: asyncio.Future[tuple[Reader, tuple[int, int], T]] = asyncio.ensure_future(
-                engine.run(begin)
-            )
+            work = engine.submit(begin)
             try:
-                reader, (version, read_time), result = await asyncio.shield(future)
+                reader, (version, read_time), result = await asyncio.wrap_future(work)
             except asyncio.CancelledError:
-                future.add_done_callback(_release_orphan(engine))
+                # The thread may still take a snapshot nobody will use: give it back.
+                work.add_done_callback(_release_orphan(engine))
                 raise
             if self._state is not _State.OPEN:  # reset or cancelled meanwhile
                 engine.release_reader(reader)
@@ -605,24 +605,26 @@ class SqliteTransaction(Transaction):
         self._retries += 1
         self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
         created = self._created
-        self._discard(FDBError(ErrorCode.TRANSACTION_CANCELLED, "transaction was retried"))
+        self._discard("transaction was retried")
         self._clear_state()
         self._created = created  # the timeout spans retries, as in FDB
 
-    def _discard(self, error: BaseException) -> None:
-        if self._state in (_State.OPEN, _State.COMMITTING, _State.FAILED):
-            self._fail(error)
-        else:
-            self._release_reader()
+    def _discard(self, why: str | None) -> None:
+        """Drop this attempt; what still waits on its commit fails with 1025."""
+        waiting = self._watches or self._stamp is not None
+        if waiting and self._state in (_State.OPEN, _State.COMMITTING, _State.FAILED):
+            self._fail(FDBError(ErrorCode.TRANSACTION_CANCELLED, why))
+            return
+        self._release_reader()
 
     def reset(self) -> None:
-        self._discard(FDBError(ErrorCode.TRANSACTION_CANCELLED, "transaction was reset"))
+        self._discard("transaction was reset")
         self._clear_state()
         self._retries = 0
         self._backoff = INITIAL_BACKOFF_S
 
     def cancel(self) -> None:
-        self._discard(FDBError(ErrorCode.TRANSACTION_CANCELLED))
+        self._discard(None)
         if self._state is not _State.COMMITTED:
             self._state = _State.CANCELLED
 
@@ -643,10 +645,10 @@ def _is_after(baseline: object) -> bool:
 
 def _release_orphan(
     engine: SqliteEngine,
-) -> Callable[[asyncio.Future[tuple[Reader, tuple[int, int], Any]]], None]:
+) -> Callable[[concurrent.futures.Future[tuple[Reader, tuple[int, int], Any]]], None]:
     """A callback that returns a snapshot taken for a cancelled read to the pool."""
 
-    def release(future: asyncio.Future[tuple[Reader, tuple[int, int], Any]]) -> None:
+    def release(future: concurrent.futures.Future[tuple[Reader, tuple[int, int], Any]]) -> None:
         if not future.cancelled() and future.exception() is None:
             engine.release_reader(future.result()[0])
 
