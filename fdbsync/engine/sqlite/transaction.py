@@ -84,12 +84,20 @@ class _Range(RangeResult):
         self._tr, self._begin, self._end = tr, as_selector(begin), as_selector(end)
         self._limit, self._reverse, self._snapshot = limit, reverse, snapshot
 
-    async def __aiter__(self) -> AsyncIterator[KeyValue]:
+    async def _pages(self) -> AsyncIterator[list[KeyValue]]:
         tr = self._tr
         begin = await tr._bound(self._begin, self._snapshot)
         end = await tr._bound(self._end, self._snapshot)
-        async for kv in tr._scan(begin, end, self._limit, self._reverse, self._snapshot):
-            yield kv
+        async for page in tr._pages(begin, end, self._limit, self._reverse, self._snapshot):
+            yield page
+
+    async def __aiter__(self) -> AsyncIterator[KeyValue]:
+        async for page in self._pages():
+            for kv in page:
+                yield kv
+
+    async def to_list(self) -> list[KeyValue]:
+        return [kv async for page in self._pages() for kv in page]
 
 
 class _Snapshot(ReadView):
@@ -302,90 +310,89 @@ class SqliteTransaction(Transaction):
     async def _nth(
         self, begin: bytes, end: bytes, n: int, reverse: bool, snapshot: bool
     ) -> bytes | None:
-        found: bytes | None = None
-        count = 0
-        async for kv in self._scan(begin, end, n, reverse, snapshot):
-            found, count = kv.key, count + 1
-        return found if count == n else None
+        rows: list[KeyValue] = []
+        async for page in self._pages(begin, end, n, reverse, snapshot):
+            rows.extend(page)
+        return rows[-1].key if len(rows) == n else None
 
-    async def _scan(
+    async def _pages(
         self, begin: bytes, end: bytes, limit: int, reverse: bool, snapshot: bool
-    ) -> AsyncIterator[KeyValue]:
-        """Rows in [begin, end) merged with this transaction's writes, fetched in pages."""
+    ) -> AsyncIterator[list[KeyValue]]:
+        """Rows in [begin, end) merged with this transaction's writes, a stored page at a time.
+
+        The read conflict range grows with each page handed out, so a caller that stops
+        early conflicts only with writes to what it was given.
+        """
         self._check_usable()
         end = min(end, SYSTEM_PREFIX)
         if begin >= end:
             return
-        self._writes.check_readable(begin, end)
+        writes = self._writes
+        writes.check_readable(begin, end)
         conflict = [begin, begin] if not reverse else [end, end]
         if not snapshot:
             self._reads.append(conflict)
-        writes = self._writes
         local = writes.keys_in(begin, end)
         if reverse:
             local.reverse()
+        merge = bool(local) or writes.clears_within(begin, end)
         low, high = begin, end
         page = min(limit, LARGEST_PAGE) if 0 < limit < FIRST_PAGE else FIRST_PAGE
-        emitted = 0
+        remaining = limit or -1
         li = 0
         store_done = False
 
         def ahead(a: bytes, b: bytes) -> bool:
             return a > b if reverse else a < b
 
-        def claim(key: bytes) -> None:
-            if reverse:
-                conflict[0] = key
+        while not store_done:
+            fetch = functools.partial(_fetch_page, begin=low, end=high, reverse=reverse, limit=page)
+            rows = await self._with_reader(fetch)
+            if len(rows) < page:
+                store_done = True
+            elif reverse:
+                high = rows[-1][0]
             else:
-                conflict[1] = key_after(key)
-
-        while True:
-            rows: list[tuple[bytes, bytes]] = []
-            if not store_done:
-                rows = await self._with_reader(
-                    functools.partial(_fetch_page, begin=low, end=high, reverse=reverse, limit=page)
-                )
-                if len(rows) < page:
-                    store_done = True
-                elif reverse:
-                    high = rows[-1][0]
-                else:
-                    low = key_after(rows[-1][0])
-                page = min(page * 2, LARGEST_PAGE)
-            for key, stored in rows:
-                self._cache[key] = stored
-                while li < len(local) and ahead(local[li], key):
-                    value = writes.resolve(local[li], None)
+                low = key_after(rows[-1][0])
+            page = min(page * 2, LARGEST_PAGE)
+            out: list[KeyValue] = []
+            if not merge:
+                out = [KeyValue(key, value) for key, value in rows[: max(remaining, 0) or None]]
+            else:
+                for key, stored in rows:
+                    while li < len(local) and ahead(local[li], key):
+                        value = writes.resolve(local[li], None)
+                        if value is not None:
+                            out.append(KeyValue(local[li], value))
+                        li += 1
+                    seen: bytes | None = stored
+                    if li < len(local) and local[li] == key:
+                        li += 1
+                        seen = writes.resolve(key, stored)
+                    elif writes.is_cleared(key):
+                        seen = None
+                    if seen is not None:
+                        out.append(KeyValue(key, seen))
+            if store_done:  # what is left of our own writes lies past the last stored row
+                for key in local[li:]:
+                    value = writes.resolve(key, None)
                     if value is not None:
-                        claim(local[li])
-                        yield KeyValue(local[li], value)
-                        emitted += 1
-                        if emitted == limit:
-                            return
-                    li += 1
-                seen: bytes | None = stored
-                if li < len(local) and local[li] == key:
-                    li += 1
-                    seen = writes.resolve(key, stored)
-                elif writes.is_cleared(key):
-                    seen = None
-                if seen is not None:
-                    claim(key)
-                    yield KeyValue(key, seen)
-                    emitted += 1
-                    if emitted == limit:
-                        return
-            if store_done:
-                break
-        for key in local[li:]:
-            value = writes.resolve(key, None)
-            if value is not None:
-                claim(key)
-                yield KeyValue(key, value)
-                emitted += 1
-                if emitted == limit:
-                    return
-        conflict[0], conflict[1] = begin, end
+                        out.append(KeyValue(key, value))
+            if 0 <= remaining <= len(out):
+                out = out[:remaining]
+                store_done = True
+            if store_done and len(out) != remaining:  # read to the end of the range
+                conflict[0], conflict[1] = begin, end
+            elif out:
+                if reverse:
+                    conflict[0] = out[-1].key
+                else:
+                    conflict[1] = key_after(out[-1].key)
+            if out:
+                remaining -= len(out)
+                yield out
+            if remaining == 0:
+                return
 
     # -- mutations -------------------------------------------------------------------------
     def _record(self, mutation: Mutation) -> None:

@@ -135,6 +135,10 @@ class WriteBuffer:
             return None
         return _FROM_STORE
 
+    def clears_within(self, begin: bytes, end: bytes) -> bool:
+        """Whether a range this transaction cleared overlaps [begin, end)."""
+        return any(low < end and begin < high for low, high in self._cleared)
+
     def is_cleared(self, key: bytes) -> bool:
         # The ranges are disjoint, so only the last one starting at or before `key` can hold it.
         index = bisect.bisect_right(self._cleared, key, key=lambda r: r[0]) - 1
