@@ -22,7 +22,7 @@ from ..atomic import apply_atomic
 from ..errors import ErrorCode, FDBError
 from ..limits import Limits
 from . import schema
-from .watches import SqliteWatch, WatchRegistry, read_values
+from .watches import SqliteWatch, WatchRegistry, read_values, settle_threadsafe
 from .writes import Mutation, Op
 
 #: A watch's baseline when it is the value the transaction itself leaves behind.
@@ -103,9 +103,25 @@ class Committer:
                         running = False
                         break
                     batch.append(item)
-                self._commit(conn, batch)
+                try:
+                    self._commit(conn, batch)
+                except BaseException as error:  # never die with commits waiting on us
+                    self._fail(batch, FDBError(ErrorCode.OPERATION_FAILED, repr(error)))
         finally:
             conn.close()
+            self._fail_leftovers()
+
+    def _fail_leftovers(self) -> None:
+        """Fail commits queued after the engine began closing."""
+        left: list[CommitRequest] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                left.append(item)
+        self._fail(left, FDBError(ErrorCode.CLIENT_INVALID_OPERATION, "the engine is closed"))
 
     # -- one batch -------------------------------------------------------------------------
     def _commit(self, conn: sqlite3.Connection, batch: list[CommitRequest]) -> None:
@@ -138,15 +154,21 @@ class Committer:
             failure = FDBError(ErrorCode.OPERATION_FAILED, f"sqlite commit failed: {error}")
             self._fail(batch, failure)
             return
-        self._registry.fire(state.changed, state.cleared)
+        self._finish(batch)
+        # Committed and reported. Watches are armed before the next batch runs, so a commit
+        # that returns has armed its watches for every later change.
         armed = [
             pair
             for request in batch
             if isinstance(request.outcome, tuple)
             for pair in request.baselines
         ]
-        self._registry.register_and_verify(conn, armed)
-        self._finish(batch)
+        try:
+            self._registry.fire(state.changed, state.cleared)
+            self._registry.register_and_verify(conn, armed)
+        except BaseException as error:
+            failure = FDBError(ErrorCode.OPERATION_FAILED, f"arming watches failed: {error!r}")
+            settle_threadsafe((watch.future, failure) for watch, _ in armed)
 
     def _check(
         self, conn: sqlite3.Connection, state: _BatchState, request: CommitRequest

@@ -39,7 +39,10 @@ class Reader:
     def begin(self) -> tuple[int, int]:
         """Pin a snapshot: its read version and the wall-clock microseconds it was taken at."""
         self.conn.execute("BEGIN")
-        return schema.current_version(self.conn), time.time_ns() // 1000
+        version = schema.current_version(self.conn)
+        # Versions never run behind the clock; if the clock runs behind them (it was set back),
+        # the version is the better "now", so the age check cannot fire spuriously.
+        return version, max(version, time.time_ns() // 1000)
 
     def end(self) -> None:
         if self.conn.in_transaction:
@@ -91,7 +94,7 @@ class SqliteEngine(Engine):
         assert self._committer is not None and self._executor is not None
         await self.run(self._committer.stop)
         self._registry.fail_all(FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed"))
-        watcher = self._watcher
+        watcher, self._watcher = self._watcher, None
         if watcher is not None:
             await self.run(watcher.stop)
         with self._idle_lock:
@@ -148,6 +151,7 @@ class SqliteEngine(Engine):
         reader.conn.close()
 
     def submit_commit(self, request: CommitRequest) -> None:
+        self.check_open()
         assert self._committer is not None
         self._committer.submit(request)
 
@@ -157,16 +161,20 @@ class SqliteEngine(Engine):
     def ensure_watcher(self) -> None:
         """Start the cross-process watcher before the first watch is armed (worker thread)."""
         with self._watcher_lock:
-            if self._watcher is None:
+            if self._watcher is None or not self._watcher.alive:
                 self._watcher = Watcher(self.path, self._registry, self._poll_interval)
                 self._watcher.start()
         self._watcher.wait_ready()
 
-    def arm_read_only(self, reader: Reader, armed: list[tuple[SqliteWatch, bytes | None]]) -> None:
-        """Arm a read-only transaction's watches (worker thread)."""
+    def arm_read_only(
+        self, conn: sqlite3.Connection, armed: list[tuple[SqliteWatch, bytes | None]]
+    ) -> None:
+        """Arm a read-only transaction's watches from its reader (worker thread): end the
+        snapshot, so the verification reads the newest state, then register."""
         self.ensure_watcher()
-        reader.end()
-        self._registry.register_and_verify(reader.conn, armed)
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        self._registry.register_and_verify(conn, armed)
 
     @property
     def pending_watches(self) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import random
 import sqlite3
@@ -11,19 +10,20 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..atomic import AtomicOp
 from ..base import KeyValue, RangeResult, ReadView, Transaction, Watch
 from ..errors import ErrorCode, FDBError
 from ..keys import key_after
 from ..selectors import KeyOrSelector, KeySelector, as_selector
+from .attempt import Attempt
 from .committer import AFTER_COMMIT, CommitRequest
 from .watches import SqliteWatch
 from .writes import Mutation, Op, Pending, WriteBuffer
 
 if TYPE_CHECKING:
-    from .engine import Reader, SqliteEngine
+    from .engine import SqliteEngine
 
 T = TypeVar("T")
 
@@ -135,21 +135,24 @@ class SqliteTransaction(Transaction):
     def _clear_state(self) -> None:
         self._created = time.monotonic()
         self._state = _State.OPEN
-        self._reader: Reader | None = None
-        self._release: weakref.finalize | None = None  # type: ignore[type-arg]
-        self._read_version: int | None = None
-        self._read_time = 0
-        self._read_started = 0.0
-        self._lock: asyncio.Lock | None = None
+        self._attempt = Attempt(self._engine)
+        # A transaction dropped unfinished still returns its snapshot and fails its watches.
+        self._finalizer = weakref.finalize(self, self._attempt.abandon)
         self._writes = WriteBuffer(self._limits.value_size)
         self._reads: list[list[bytes]] = []
         self._write_conflicts: list[tuple[bytes, bytes]] = []
         self._cache: dict[bytes, bytes | None] = {}
-        self._watches: list[SqliteWatch] = []
-        self._stamp: asyncio.Future[bytes] | None = None
         self._stamp_value: bytes | None = None
         self._committed_version = -1
-        self._error: BaseException | None = None
+        self._error: FDBError | None = None
+
+    def _new_attempt(self, why: str | None) -> None:
+        """Discard the current attempt (failing what waits on it) before a fresh one."""
+        self._finalizer.detach()
+        if self._state is _State.COMMITTED:
+            self._attempt.release()
+        else:
+            self._attempt.abandon(FDBError(ErrorCode.TRANSACTION_CANCELLED, why))
 
     @property
     def snapshot(self) -> ReadView:
@@ -169,7 +172,11 @@ class SqliteTransaction(Transaction):
         now = time.monotonic()
         if self._timeout is not None and now - self._created > self._timeout:
             raise FDBError(ErrorCode.TRANSACTION_TIMED_OUT, f"after {self._timeout} s")
-        if self._reader is not None and now - self._read_started > self._limits.transaction_time:
+        attempt = self._attempt
+        if (
+            attempt.read_version is not None
+            and now - attempt.read_started > self._limits.transaction_time
+        ):
             raise FDBError(
                 ErrorCode.TRANSACTION_TOO_OLD, f"older than {self._limits.transaction_time} s"
             )
@@ -206,52 +213,20 @@ class SqliteTransaction(Transaction):
 
     # -- the read snapshot -----------------------------------------------------------------
     async def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on this transaction's snapshot, taking the snapshot on first use."""
+        """Run `fn` on this attempt's snapshot, taking the snapshot on first use."""
         self._check_usable()
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._reader is not None:
-                return await self._engine.run(fn, self._reader.conn)
-            engine = self._engine
-
-            def begin() -> tuple[Reader, tuple[int, int], T]:
-                reader = engine.checkout_reader()
-                try:
-                    versions = reader.begin()
-                    return reader, versions, fn(reader.conn)
-                except BaseException:
-                    engine.release_reader(reader)
-                    raise
-
-            work = engine.submit(begin)
-            try:
-                reader, (version, read_time), result = await asyncio.wrap_future(work)
-            except asyncio.CancelledError:
-                # The thread may still take a snapshot nobody will use: give it back.
-                work.add_done_callback(_release_orphan(engine))
-                raise
-            if self._state is not _State.OPEN:  # reset or cancelled meanwhile
-                engine.release_reader(reader)
-                self._check_usable()
-            self._reader = reader
-            self._release = weakref.finalize(self, engine.release_reader, reader)
-            self._read_version = version
-            self._read_time = read_time
-            self._read_started = time.monotonic()
-            return result
-
-    def _release_reader(self) -> None:
-        if self._release is not None:
-            self._release()  # runs once: returns the reader to the pool
-            self._release = None
-        self._reader = None
+        attempt = self._attempt
+        result = await asyncio.wrap_future(attempt.run(fn))
+        if attempt is not self._attempt or self._state is _State.CANCELLED:
+            raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "the transaction was reset")
+        return result
 
     async def get_read_version(self) -> int:
-        if self._read_version is None:
+        if self._attempt.read_version is None:
             await self._with_reader(lambda conn: None)
-        assert self._read_version is not None
-        return self._read_version
+        version = self._attempt.read_version
+        assert version is not None
+        return version
 
     # -- reads -----------------------------------------------------------------------------
     async def get(self, key: bytes) -> bytes | None:
@@ -264,13 +239,13 @@ class SqliteTransaction(Transaction):
             return None  # no stored key is that long; FDB answers the same way
         if not self._writes.needs_store(key):
             return self._writes.resolve(key, None)
+        if not snapshot:  # before the read, so a commit racing with it still sees it
+            self._reads.append([key, key_after(key)])
         if key in self._cache:
             stored = self._cache[key]
         else:
             stored = await self._with_reader(lambda conn: _fetch_value(conn, key))
             self._cache[key] = stored
-        if not snapshot:
-            self._reads.append([key, key_after(key)])
         return self._writes.resolve(key, stored)
 
     async def get_key(self, selector: KeySelector) -> bytes:
@@ -320,8 +295,8 @@ class SqliteTransaction(Transaction):
     ) -> AsyncIterator[list[KeyValue]]:
         """Rows in [begin, end) merged with this transaction's writes, a stored page at a time.
 
-        The read conflict range grows with each page handed out, so a caller that stops
-        early conflicts only with writes to what it was given.
+        The read conflict range is recorded before reading, for the whole range; when the
+        limit ends the read early it shrinks to the rows handed out.
         """
         self._check_usable()
         end = min(end, SYSTEM_PREFIX)
@@ -329,10 +304,18 @@ class SqliteTransaction(Transaction):
             return
         writes = self._writes
         writes.check_readable(begin, end)
-        conflict = [begin, begin] if not reverse else [end, end]
+        local = writes.keys_in(begin, end)
+        if writes.cleared_whole(begin, end):
+            # Our own clear decides this range: no stored row matters and nothing conflicts.
+            own = [KeyValue(key, value) for key in local if (value := writes.resolve(key, None))]
+            if reverse:
+                own.reverse()
+            if own:
+                yield own[:limit] if limit else own
+            return
+        conflict = [begin, end]
         if not snapshot:
             self._reads.append(conflict)
-        local = writes.keys_in(begin, end)
         if reverse:
             local.reverse()
         merge = bool(local) or writes.clears_within(begin, end)
@@ -381,9 +364,7 @@ class SqliteTransaction(Transaction):
             if 0 <= remaining <= len(out):
                 out = out[:remaining]
                 store_done = True
-            if store_done and len(out) != remaining:  # read to the end of the range
-                conflict[0], conflict[1] = begin, end
-            elif out:
+            if out and len(out) == remaining:  # the limit ended the read here
                 if reverse:
                     conflict[0] = out[-1].key
                 else:
@@ -484,23 +465,29 @@ class SqliteTransaction(Transaction):
         self._check_key(key, writing=False)
         watch = self._engine.create_watch(key)
         if not watch.done():
-            self._watches.append(watch)
+            self._attempt.watches.append(watch)
         return watch
 
     def get_versionstamp(self) -> Awaitable[bytes]:
-        if self._stamp is None:
-            self._stamp = asyncio.get_running_loop().create_future()
+        attempt = self._attempt
+        if attempt.stamp is None:
+            attempt.stamp = asyncio.get_running_loop().create_future()
             if self._state is _State.COMMITTED:
                 self._settle_stamp()
-        return self._stamp
+            elif self._state in (_State.FAILED, _State.CANCELLED):
+                attempt.stamp.set_exception(
+                    self._error or FDBError(ErrorCode.TRANSACTION_CANCELLED)
+                )
+        return attempt.stamp
 
     def _settle_stamp(self) -> None:
-        if self._stamp is None or self._stamp.done():
+        stamp = self._attempt.stamp
+        if stamp is None or stamp.done():
             return
         if self._stamp_value is None:
-            self._stamp.set_exception(FDBError(ErrorCode.NO_COMMIT_VERSION))
+            stamp.set_exception(FDBError(ErrorCode.NO_COMMIT_VERSION))
         else:
-            self._stamp.set_result(self._stamp_value)
+            stamp.set_result(self._stamp_value)
 
     def get_committed_version(self) -> int:
         return self._committed_version
@@ -509,7 +496,7 @@ class SqliteTransaction(Transaction):
     async def commit(self) -> None:
         self._check_usable()
         try:
-            armed = [(watch, await self._baseline(watch)) for watch in self._watches]
+            armed = [(watch, await self._baseline(watch)) for watch in self._attempt.watches]
             self._check_usable()
             self._state = _State.COMMITTING
             if self._writes or self._write_conflicts:
@@ -519,8 +506,10 @@ class SqliteTransaction(Transaction):
                 version, stamp = -1, None
         except BaseException as error:
             self._state = _State.FAILED
-            self._fail(error)
+            self._error = error if isinstance(error, FDBError) else None
+            self._attempt.abandon(error)
             raise
+        self._attempt.watches = []  # armed: the engine's registry has them now
         self._state = _State.COMMITTED
         self._committed_version = version
         self._stamp_value = stamp
@@ -535,23 +524,19 @@ class SqliteTransaction(Transaction):
         return await self._get(watch.key, snapshot=True)
 
     async def _commit_read_only(self, watches: list[tuple[SqliteWatch, object]]) -> None:
-        if not watches:
-            self._release_reader()
-            return
-        # Without writes every baseline is a value read at the read version.
-        armed = [(watch, baseline) for watch, baseline in watches if not _is_after(baseline)]
-        assert self._reader is not None
-        reader, self._reader = self._reader, None
-        if self._release is not None:
-            self._release.detach()
-            self._release = None
-        try:
-            await self._engine.run(self._engine.arm_read_only, reader, armed)
-        finally:
-            self._engine.release_reader(reader)
+        attempt = self._attempt
+        if watches:
+            # Without writes every baseline is a value read at the read version.
+            armed = [
+                (watch, base) for watch, base in watches if base is None or isinstance(base, bytes)
+            ]
+            arm = functools.partial(self._engine.arm_read_only, armed=armed)
+            await asyncio.wrap_future(attempt.run(arm))
+        attempt.release()
 
     async def _commit_writes(self, watches: list[tuple[SqliteWatch, object]]) -> tuple[int, bytes]:
-        reads = _coalesce(self._reads) if self._read_version is not None else []
+        attempt = self._attempt
+        reads = _coalesce(self._reads) if attempt.read_version is not None else []
         size = (
             self._writes.size
             + sum(len(b) + len(e) for b, e in reads)
@@ -564,38 +549,26 @@ class SqliteTransaction(Transaction):
             )
         if watches:
             await self._engine.run(self._engine.ensure_watcher)
-        self._check_usable_while_committing()
+        if (
+            attempt.read_version is not None
+            and time.monotonic() - attempt.read_started > self._limits.transaction_time
+        ):
+            raise FDBError(ErrorCode.TRANSACTION_TOO_OLD)
         future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         request = CommitRequest(
-            read_version=self._read_version,
-            read_time=self._read_time,
+            read_version=attempt.read_version,
+            read_time=attempt.read_time,
             reads=reads,
             mutations=self._writes.mutations,
             write_conflicts=self._write_conflicts,
             watches=watches,
             future=future,
         )
-        self._release_reader()
+        attempt.release()
         self._engine.submit_commit(request)
         return await future
 
-    def _check_usable_while_committing(self) -> None:
-        if self._reader is not None and (
-            time.monotonic() - self._read_started > self._limits.transaction_time
-        ):
-            raise FDBError(ErrorCode.TRANSACTION_TOO_OLD)
-
     # -- lifecycle -------------------------------------------------------------------------
-    def _fail(self, error: BaseException) -> None:
-        """Release the snapshot and fail what waits on a commit that will not happen."""
-        self._release_reader()
-        for watch in self._watches:
-            if not watch.done():
-                watch.future.set_exception(error)
-        self._watches = []
-        if self._stamp is not None and not self._stamp.done():
-            self._stamp.set_exception(error)
-
     async def on_error(self, error: BaseException) -> None:
         if not isinstance(error, FDBError) or not error.retryable:
             raise error
@@ -612,28 +585,26 @@ class SqliteTransaction(Transaction):
         self._retries += 1
         self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
         created = self._created
-        self._discard("transaction was retried")
+        self._new_attempt("the transaction was retried")
         self._clear_state()
         self._created = created  # the timeout spans retries, as in FDB
 
-    def _discard(self, why: str | None) -> None:
-        """Drop this attempt; what still waits on its commit fails with 1025."""
-        waiting = self._watches or self._stamp is not None
-        if waiting and self._state in (_State.OPEN, _State.COMMITTING, _State.FAILED):
-            self._fail(FDBError(ErrorCode.TRANSACTION_CANCELLED, why))
-            return
-        self._release_reader()
-
     def reset(self) -> None:
-        self._discard("transaction was reset")
+        """Start over as a new transaction (FDB's reset clears options too)."""
+        self._new_attempt("the transaction was reset")
         self._clear_state()
         self._retries = 0
         self._backoff = INITIAL_BACKOFF_S
+        self._timeout = None
+        self._retry_limit = None
 
     def cancel(self) -> None:
-        self._discard(None)
-        if self._state is not _State.COMMITTED:
-            self._state = _State.CANCELLED
+        if self._state is _State.COMMITTED:
+            self._attempt.release()
+            return
+        self._error = FDBError(ErrorCode.TRANSACTION_CANCELLED)
+        self._attempt.abandon(self._error)
+        self._state = _State.CANCELLED
 
     def set_timeout(self, seconds: float | None) -> None:
         if seconds is not None and seconds < 0:
@@ -644,19 +615,3 @@ class SqliteTransaction(Transaction):
         if retries is not None and retries < -1:
             raise FDBError(ErrorCode.INVALID_OPTION_VALUE, f"retry limit {retries}")
         self._retry_limit = None if retries is None or retries == -1 else retries
-
-
-def _is_after(baseline: object) -> bool:
-    return baseline is AFTER_COMMIT
-
-
-def _release_orphan(
-    engine: SqliteEngine,
-) -> Callable[[concurrent.futures.Future[tuple[Reader, tuple[int, int], Any]]], None]:
-    """A callback that returns a snapshot taken for a cancelled read to the pool."""
-
-    def release(future: concurrent.futures.Future[tuple[Reader, tuple[int, int], Any]]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            engine.release_reader(future.result()[0])
-
-    return release

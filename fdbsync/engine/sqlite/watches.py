@@ -46,7 +46,7 @@ class SqliteWatch(Watch):
         return f"<SqliteWatch key={self._key!r} done={self.done()}>"
 
 
-def _settle_all(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], BaseException | None]]) -> None:
     for future, error in outcomes:
         if future.done():
             continue
@@ -57,12 +57,10 @@ def _settle_all(outcomes: list[tuple[asyncio.Future[None], BaseException | None]
 
 
 def settle_threadsafe(
-    outcomes: Iterable[tuple[asyncio.Future[None], BaseException | None]],
+    outcomes: Iterable[tuple[asyncio.Future[Any], BaseException | None]],
 ) -> None:
     """Complete futures from any thread, one wake-up per event loop."""
-    by_loop: dict[
-        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]
-    ]
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None]]]
     by_loop = defaultdict(list)
     for future, error in outcomes:
         by_loop[future.get_loop()].append((future, error))
@@ -208,6 +206,10 @@ class Watcher:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() or not self._ready.is_set()
 
     def wait_ready(self) -> None:
         """Block until the watcher has taken its starting version (never on the event loop)."""

@@ -135,6 +135,10 @@ class WriteBuffer:
             return None
         return _FROM_STORE
 
+    def cleared_whole(self, begin: bytes, end: bytes) -> bool:
+        """Whether one range this transaction cleared covers all of [begin, end)."""
+        return any(low <= begin and end <= high for low, high in self._cleared)
+
     def clears_within(self, begin: bytes, end: bytes) -> bool:
         """Whether a range this transaction cleared overlaps [begin, end)."""
         return any(low < end and begin < high for low, high in self._cleared)

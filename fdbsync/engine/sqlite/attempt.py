@@ -1,0 +1,95 @@
+"""One try of a transaction: its read snapshot, the work running on it, and what awaits its commit.
+
+A transaction makes a new attempt on every reset or retry, so nothing from a discarded try
+(a snapshot still being read, a watch, a versionstamp) can leak into the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import ErrorCode, FDBError
+from .watches import SqliteWatch, settle_threadsafe
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from .engine import Reader, SqliteEngine
+
+T = TypeVar("T")
+
+
+class Attempt:
+    def __init__(self, engine: SqliteEngine) -> None:
+        self.engine = engine
+        self.reader: Reader | None = None
+        self.read_version: int | None = None
+        self.read_time = 0  # wall-clock microseconds when the snapshot was taken
+        self.read_started = 0.0  # time.monotonic() then
+        self.busy: concurrent.futures.Future[object] | None = None
+        self.released = False
+        self.watches: list[SqliteWatch] = []
+        self.stamp: asyncio.Future[bytes] | None = None
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
+        """Run `fn` on a worker thread against this attempt's snapshot, taking it first if
+        needed. Work on one snapshot runs one piece at a time, in submission order, even
+        when an awaiting task was cancelled and moved on."""
+        if self.released:
+            raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded")
+        previous = self.busy
+        engine = self.engine
+
+        def work() -> T:
+            if previous is not None:
+                concurrent.futures.wait([previous])
+            if self.reader is None:
+                reader = engine.checkout_reader()
+                try:
+                    self.read_version, self.read_time = reader.begin()
+                except BaseException:
+                    engine.release_reader(reader)
+                    raise
+                self.read_started = time.monotonic()
+                self.reader = reader
+            return fn(self.reader.conn)
+
+        future = engine.submit(work)
+        self.busy = future  # type: ignore[assignment]
+        return future
+
+    def release(self) -> None:
+        """Give the snapshot back to the pool once the work on it has finished."""
+        if self.released:
+            return
+        self.released = True
+        if self.busy is None:
+            self._give_back()
+        else:
+            self.busy.add_done_callback(lambda _: self._give_back())
+
+    def _give_back(self) -> None:
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            self.engine.release_reader(reader)
+
+    def abandon(self, error: BaseException | None = None) -> None:
+        """Release the snapshot and fail what waits on a commit that will not happen.
+
+        Safe from any thread: it is also the finalizer of a transaction dropped unfinished.
+        """
+        self.release()
+        failure = (
+            error
+            if isinstance(error, FDBError)
+            else FDBError(ErrorCode.TRANSACTION_CANCELLED, None if error is None else repr(error))
+        )
+        waiting: list[asyncio.Future[Any]] = [watch.future for watch in self.watches]
+        if self.stamp is not None:
+            waiting.append(self.stamp)
+        self.watches = []
+        settle_threadsafe((future, failure) for future in waiting)
