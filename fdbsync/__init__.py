@@ -8,6 +8,7 @@ from .engine import (
     Limits,
     Transaction,
     create_engine,
+    transactional,
 )
 
 __version__ = "0.1.0.dev0"
@@ -21,4 +22,5 @@ __all__ = [
     "Transaction",
     "__version__",
     "create_engine",
+    "transactional",
 ]

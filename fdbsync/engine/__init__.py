@@ -14,6 +14,7 @@ from .keys import (
     unpack,
 )
 from .limits import Limits
+from .retry import transactional
 from .selectors import KeySelector
 from .url import DEFAULT_URL, ENV_VAR, create_engine, resolve_url
 
@@ -39,6 +40,7 @@ __all__ = [
     "prefix_range",
     "resolve_url",
     "strinc",
+    "transactional",
     "tuple_range",
     "unpack",
 ]
