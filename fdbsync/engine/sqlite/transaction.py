@@ -177,6 +177,7 @@ class SqliteTransaction(Transaction):
             attempt.read_version is not None
             and now - attempt.read_started > self._limits.transaction_time
         ):
+            attempt.release()  # its snapshot is useless now; let SQLite checkpoint past it
             raise FDBError(
                 ErrorCode.TRANSACTION_TOO_OLD, f"older than {self._limits.transaction_time} s"
             )
