@@ -48,6 +48,8 @@ class Attempt:
             if previous is not None:
                 concurrent.futures.wait([previous])
             if self.reader is None:
+                if self.released:  # never take a snapshot for an attempt already let go
+                    raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded")
                 reader = engine.checkout_reader()
                 try:
                     self.read_version, self.read_time = reader.begin()
@@ -61,6 +63,11 @@ class Attempt:
         future = engine.submit(work)
         self.busy = future  # type: ignore[assignment]
         return future
+
+    async def settled(self) -> None:
+        """Wait until the work already submitted on this snapshot has finished."""
+        if self.busy is not None and not self.busy.done():
+            await asyncio.wait([asyncio.wrap_future(self.busy)])
 
     def release(self) -> None:
         """Give the snapshot back to the pool once the work on it has finished."""

@@ -94,9 +94,7 @@ class SqliteEngine(Engine):
         assert self._committer is not None and self._executor is not None
         await self.run(self._committer.stop)
         self._registry.fail_all(FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed"))
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            await self.run(watcher.stop)
+        await self.run(self._stop_watcher)
         with self._idle_lock:
             idle, self._idle = self._idle, []
         await self.run(_close_all, idle)
@@ -118,7 +116,7 @@ class SqliteEngine(Engine):
     # -- services for transactions ---------------------------------------------------------
     def run(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
         """Run blocking SQLite work on a worker thread, off the event loop."""
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return asyncio.wrap_future(self.submit(fn, *args))
 
     def submit(self, fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
         """Like `run`, but the caller keeps the thread's own future (see _with_reader)."""
@@ -161,10 +159,22 @@ class SqliteEngine(Engine):
     def ensure_watcher(self) -> None:
         """Start the cross-process watcher before the first watch is armed (worker thread)."""
         with self._watcher_lock:
-            if self._watcher is None or not self._watcher.alive:
-                self._watcher = Watcher(self.path, self._registry, self._poll_interval)
-                self._watcher.start()
-        self._watcher.wait_ready()
+            self.check_open()  # close() takes the watcher under this lock: never start another
+            watcher = self._watcher
+            starting = watcher is None or not watcher.alive
+            if starting:
+                watcher = self._watcher = Watcher(self.path, self._registry, self._poll_interval)
+        assert watcher is not None
+        if starting:
+            watcher.start()  # if close() stopped it meanwhile, its thread exits at once
+        watcher.wait_ready()
+
+    def _stop_watcher(self) -> None:
+        """Stop the watcher (worker thread: it may wait for a watcher being started)."""
+        with self._watcher_lock:
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
 
     def arm_read_only(
         self, conn: sqlite3.Connection, armed: list[tuple[SqliteWatch, bytes | None]]

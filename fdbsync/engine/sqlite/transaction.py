@@ -497,6 +497,8 @@ class SqliteTransaction(Transaction):
     async def commit(self) -> None:
         self._check_usable()
         try:
+            # Reads still in flight decide the read version and may add conflict ranges.
+            await self._attempt.settled()
             armed = [(watch, await self._baseline(watch)) for watch in self._attempt.watches]
             self._check_usable()
             self._state = _State.COMMITTING

@@ -209,7 +209,8 @@ class Watcher:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive() or not self._ready.is_set()
+        """Running, or about to run (not yet started or still starting)."""
+        return not self._stop.is_set() and (self._thread.is_alive() or not self._ready.is_set())
 
     def wait_ready(self) -> None:
         """Block until the watcher has taken its starting version (never on the event loop)."""
