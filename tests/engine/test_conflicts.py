@@ -12,27 +12,12 @@ import pytest
 
 from fdbsync.engine import Engine, FDBError, KeySelector, Transaction
 
+from .committed import read, store
+
 Read = Callable[[Transaction], Awaitable[Any]]
 Write = Callable[[Transaction], None]
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-async def store(engine: Engine, rows: dict[bytes, bytes]) -> None:
-    """Commit `rows` in one blind transaction."""
-
-    async def write(tr: Transaction) -> None:
-        for key, value in rows.items():
-            tr.set(key, value)
-
-    await engine.transact(write)
-
-
-async def read(engine: Engine, key: bytes) -> bytes | None:
-    async def get(tr: Transaction) -> bytes | None:
-        return await tr.get(key)
-
-    return await engine.transact(get)
 
 
 async def conflicts(engine: Engine, reads: Read, writes: Write) -> bool:

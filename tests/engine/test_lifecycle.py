@@ -19,7 +19,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -38,6 +38,8 @@ from fdbsync.engine.sqlite import transaction as sqlite_transaction
 from fdbsync.engine.sqlite import watches as sqlite_watches
 from fdbsync.engine.sqlite.engine import SqliteEngine
 
+from .committed import eventually, expect_error, read, read_range, store
+
 #: How long something that must happen may take (generous: it normally takes milliseconds).
 STEP_S = 5.0
 #: How long a held worker waits to be released before giving up (only when a test fails).
@@ -47,42 +49,6 @@ SHORT_S = 0.2
 WATCHER_THREAD = "fdbsync-sqlite-watcher"
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-async def store(engine: Engine, rows: Mapping[bytes, bytes]) -> None:
-    """Commit `rows` in one transaction."""
-
-    async def write(tr: Transaction) -> None:
-        for key, value in rows.items():
-            tr.set(key, value)
-
-    await engine.transact(write)
-
-
-async def read(engine: Engine, key: bytes) -> bytes | None:
-    """The committed value of `key`, read in a fresh transaction."""
-
-    async def get(tr: Transaction) -> bytes | None:
-        return await tr.get(key)
-
-    return await engine.transact(get)
-
-
-async def read_range(engine: Engine, begin: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
-    """The committed rows in [begin, end), read in a fresh transaction."""
-
-    async def scan(tr: Transaction) -> list[tuple[bytes, bytes]]:
-        return [(kv.key, kv.value) for kv in await tr.get_range(begin, end).to_list()]
-
-    return await engine.transact(scan)
-
-
-async def expect_error(code: int, awaitable: Any) -> FDBError:
-    """Await `awaitable` (within STEP_S) and return the FDBError it must raise, of `code`."""
-    with pytest.raises(FDBError) as caught:
-        await asyncio.wait_for(awaitable, STEP_S)
-    assert caught.value.code == code, caught.value
-    return caught.value
 
 
 def watcher_threads() -> set[threading.Thread]:
@@ -357,7 +323,8 @@ async def test_dropped_transaction_fails_its_watches(
     gc.collect()
     for watch in watches:
         await expect_error(1025, watch)
-    assert engine.pending_watches == before
+    # Slots are freed by the futures' done callbacks, on the loop's next turns.
+    await eventually(lambda: engine.pending_watches == before)
 
     tr = engine.create_transaction()
     fresh = tr.watch(b"k0")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -23,38 +22,9 @@ from fdbsync.engine import (
     unpack,
 )
 
+from .committed import expect_error, read, read_range, store
+
 # -- helpers -----------------------------------------------------------------------------------
-
-
-async def store(
-    engine: Engine, rows: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]
-) -> None:
-    """Commit `rows` in one transaction."""
-    items = list(rows.items()) if isinstance(rows, Mapping) else list(rows)
-
-    async def write(tr: Transaction) -> None:
-        for key, value in items:
-            tr.set(key, value)
-
-    await engine.transact(write)
-
-
-async def read(engine: Engine, key: bytes) -> bytes | None:
-    """The committed value of `key`, read in a fresh transaction."""
-
-    async def get(tr: Transaction) -> bytes | None:
-        return await tr.get(key)
-
-    return await engine.transact(get)
-
-
-async def read_range(engine: Engine, begin: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
-    """The committed rows in [begin, end), read in a fresh transaction."""
-
-    async def scan(tr: Transaction) -> list[tuple[bytes, bytes]]:
-        return [(kv.key, kv.value) for kv in await tr.get_range(begin, end).to_list()]
-
-    return await engine.transact(scan)
 
 
 def row_key(index: int) -> bytes:
@@ -67,14 +37,6 @@ def row_value(index: int) -> bytes:
 
 def le64(number: int) -> bytes:
     return number.to_bytes(8, "little")
-
-
-async def expect_error(code: int, awaitable: Any) -> FDBError:
-    """Await `awaitable` and return the FDBError it must raise, checking its code."""
-    with pytest.raises(FDBError) as caught:
-        await awaitable
-    assert caught.value.code == code, caught.value
-    return caught.value
 
 
 def reference_resolve(keys: list[bytes], selector: KeySelector) -> bytes:

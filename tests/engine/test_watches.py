@@ -11,6 +11,8 @@ import pytest
 
 from fdbsync.engine import Engine, FDBError, Limits, Transaction, Watch
 
+from .committed import eventually, store
+
 Write = Callable[[Transaction], None]
 
 #: How long a watch that must fire may take (generous: it normally takes milliseconds).
@@ -28,16 +30,6 @@ async def commit(engine: Engine, write: Write) -> None:
         write(tr)
 
     await engine.transact(fn)
-
-
-async def store(engine: Engine, rows: dict[bytes, bytes]) -> None:
-    """Commit `rows` in one transaction."""
-
-    def write(tr: Transaction) -> None:
-        for key, value in rows.items():
-            tr.set(key, value)
-
-    await commit(engine, write)
 
 
 async def arm(engine: Engine, key: bytes) -> Watch:
@@ -60,15 +52,6 @@ async def settle(engine: Engine) -> None:
     sentinel = await arm(engine, key)
     await store(engine, {key: b"changed"})
     await fires(sentinel)
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Poll `condition` (a counter, which has no event to wait on) until it holds, failing
-    after FIRES_WITHIN_S."""
-    deadline = asyncio.get_running_loop().time() + FIRES_WITHIN_S
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.005)
 
 
 def pending_watches(engine: Engine) -> int:
