@@ -43,3 +43,16 @@ def limits() -> Limits:
 async def engine(engine_url: str, limits: Limits) -> AsyncIterator[Engine]:
     async with create_engine(engine_url, limits=limits) as opened:
         yield opened
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Each skip reason once, with its count (the per-test list is long and says the same)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple):
+            reason = report.longrepr[2].removeprefix("Skipped: ")
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skip reasons")
+        for reason, count in sorted(reasons.items()):
+            terminalreporter.line(f"{count} skipped: {reason}")
