@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ErrorCode, FDBError
+from . import schema
 from .watches import SqliteWatch, settle_threadsafe
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from .engine import Reader, SqliteEngine
 
 T = TypeVar("T")
@@ -47,22 +47,31 @@ class Attempt:
         def work() -> T:
             if previous is not None:
                 concurrent.futures.wait([previous])
-            if self.reader is None:
-                if self.released:  # never take a snapshot for an attempt already let go
-                    raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded")
-                reader = engine.checkout_reader()
-                try:
-                    self.read_version, self.read_time = reader.begin()
-                except BaseException:
-                    engine.release_reader(reader)
-                    raise
-                self.read_started = time.monotonic()
-                self.reader = reader
-            return fn(self.reader.conn)
+            try:
+                if self.reader is None:
+                    if self.released:  # never take a snapshot for an attempt already let go
+                        raise FDBError(
+                            ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded"
+                        )
+                    self._take_snapshot()
+                assert self.reader is not None
+                return fn(self.reader.conn)
+            except sqlite3.Error as error:
+                raise schema.as_fdb_error(error, "reading") from error
 
         future = engine.submit(work)
         self.busy = future  # type: ignore[assignment]
         return future
+
+    def _take_snapshot(self) -> None:
+        reader = self.engine.checkout_reader()
+        try:
+            self.read_version, self.read_time = reader.begin()
+        except BaseException:
+            self.engine.release_reader(reader)
+            raise
+        self.read_started = time.monotonic()
+        self.reader = reader
 
     async def settled(self) -> None:
         """Wait until the work already submitted on this snapshot has finished."""

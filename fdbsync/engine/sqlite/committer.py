@@ -51,6 +51,7 @@ class _BatchState:
     cleared: list[tuple[bytes, bytes]] = field(default_factory=list)
     newest_tombstone: int = 0
     newest_range: int = 0
+    pruned: int = 0
 
 
 def substitute_versionstamp(data: bytes, stamp: bytes) -> bytes:
@@ -86,7 +87,13 @@ class Committer:
         self._thread.join()
 
     def _run(self) -> None:
-        conn = schema.connect(self._path)
+        try:
+            conn = schema.connect(self._path)
+        except sqlite3.Error as error:  # no connection: fail every commit until stopped
+            failure = schema.as_fdb_error(error, "opening the committer's connection")
+            while (item := self._queue.get()) is not None:
+                self._fail([item], failure)
+            return
         try:
             running = True
             while running:
@@ -128,14 +135,17 @@ class Committer:
         state: _BatchState | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            self._fail(batch, FDBError(ErrorCode.NOT_COMMITTED, f"database busy: {error}"))
+        except sqlite3.Error as error:
+            self._fail(batch, schema.as_fdb_error(error, "taking the write lock"))
             return
         try:
             previous = schema.current_version(conn)
             state = _BatchState(version=max(previous + 1, time.time_ns() // 1000))
             state.newest_tombstone = _newest(conn, "tombstones")
             state.newest_range = _newest(conn, "write_ranges")
+            (state.pruned,) = conn.execute(
+                "SELECT value FROM meta WHERE name = 'pruned'"
+            ).fetchone()
             applied = 0
             for index, request in enumerate(batch):
                 request.outcome = self._check(conn, state, request)
@@ -147,12 +157,17 @@ class Committer:
             if applied:
                 conn.execute("UPDATE meta SET value = ? WHERE name = 'version'", (state.version,))
                 self._maybe_prune(conn, state.version)
+        except BaseException as error:
+            conn.execute("ROLLBACK")
+            self._fail(batch, _commit_error(error, "writing the batch"))
+            return
+        try:
             conn.execute("COMMIT")
         except BaseException as error:
+            # A failed COMMIT (a failed fsync, say) may still have reached the log.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = FDBError(ErrorCode.OPERATION_FAILED, f"sqlite commit failed: {error}")
-            self._fail(batch, failure)
+            self._fail(batch, FDBError(ErrorCode.COMMIT_UNKNOWN_RESULT, repr(error)))
             return
         self._finish(batch)
         # Committed and reported. Watches are armed before the next batch runs, so a commit
@@ -177,7 +192,7 @@ class Committer:
         if rv is None or not request.reads:
             return None
         # Versions follow the wall clock at commit, so this is the transaction's age.
-        if state.version - request.read_time > schema.MVCC_WINDOW_US:
+        if state.version - request.read_time > schema.MVCC_WINDOW_US or rv < state.pruned:
             return FDBError(ErrorCode.TRANSACTION_TOO_OLD)
         for begin, end in request.reads:
             if conn.execute(
@@ -273,6 +288,7 @@ class Committer:
         horizon = version - schema.PRUNE_AFTER_US
         conn.execute("DELETE FROM tombstones WHERE version < ?", (horizon,))
         conn.execute("DELETE FROM write_ranges WHERE version < ?", (horizon,))
+        conn.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'pruned'", (horizon,))
 
     # -- reporting -------------------------------------------------------------------------
     def _fail(self, batch: list[CommitRequest], error: BaseException) -> None:
@@ -299,6 +315,12 @@ def _deliver(requests: list[CommitRequest]) -> None:
         else:
             assert outcome is not None
             request.future.set_exception(outcome)
+
+
+def _commit_error(error: BaseException, doing: str) -> FDBError:
+    if isinstance(error, sqlite3.Error):
+        return schema.as_fdb_error(error, doing)
+    return FDBError(ErrorCode.OPERATION_FAILED, f"{doing}: {error!r}")
 
 
 def _newest(conn: sqlite3.Connection, table: str) -> int:

@@ -69,7 +69,8 @@ class SqliteEngine(Engine):
         self._poll_interval = watch_poll_interval
         self._read_threads = read_threads
         self._idle: list[Reader] = []
-        self._idle_lock = threading.Lock()
+        # Re-entrant: a transaction's finalizer may run (garbage collection) while it is held.
+        self._idle_lock = threading.RLock()
         self._registry = WatchRegistry(self.limits.max_watches)
         self._executor: ThreadPoolExecutor | None = None
         self._committer: Committer | None = None
@@ -135,18 +136,19 @@ class SqliteEngine(Engine):
         """End the reader's snapshot and return it to the pool.
 
         Ending a read transaction in WAL mode only drops a read mark in shared memory (no
-        disk wait), so this runs inline, on whichever thread lets go of the transaction.
+        disk wait), so it runs inline, on whichever thread lets go of the transaction.
+        Closing a connection may checkpoint, so that never happens on an event loop.
         """
         try:
             reader.end()
         except sqlite3.Error:
-            reader.conn.close()
+            _close_off_loop(reader.conn)
             return
         with self._idle_lock:
             if self._open:
                 self._idle.append(reader)
                 return
-        reader.conn.close()
+        _close_off_loop(reader.conn)
 
     def submit_commit(self, request: CommitRequest) -> None:
         self.check_open()
@@ -168,6 +170,10 @@ class SqliteEngine(Engine):
         if starting:
             watcher.start()  # if close() stopped it meanwhile, its thread exits at once
         watcher.wait_ready()
+        if watcher.error is not None:
+            raise FDBError(
+                ErrorCode.OPERATION_FAILED, f"the watcher could not start: {watcher.error}"
+            )
 
     def _stop_watcher(self) -> None:
         """Stop the watcher (worker thread: it may wait for a watcher being started)."""
@@ -194,3 +200,13 @@ class SqliteEngine(Engine):
 def _close_all(readers: list[Reader]) -> None:
     for reader in readers:
         reader.conn.close()
+
+
+def _close_off_loop(conn: sqlite3.Connection) -> None:
+    """Close `conn` here, or on a short-lived thread if this thread runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        conn.close()
+        return
+    threading.Thread(target=conn.close, name="fdbsync-sqlite-close", daemon=True).start()

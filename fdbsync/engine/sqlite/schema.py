@@ -11,6 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from ..errors import ErrorCode, FDBError
+
 FORMAT_VERSION = 1
 
 #: How long the bookkeeping for conflict checks is kept, in microseconds of version. It is
@@ -45,6 +47,8 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS write_ranges_by_version ON write_ranges(version)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO meta VALUES ('version', 0)",
+    # Conflict bookkeeping older than this version is gone: older snapshots cannot commit.
+    "INSERT OR IGNORE INTO meta VALUES ('pruned', 0)",
     f"INSERT OR IGNORE INTO meta VALUES ('format', {FORMAT_VERSION})",
 )
 
@@ -98,6 +102,19 @@ def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
         if mode.lower() != "wal":
             raise RuntimeError(f"{path}: SQLite refused WAL mode (journal_mode is {mode})")
         return
+
+
+def is_busy(error: sqlite3.Error) -> bool:
+    """SQLite's "another connection holds the lock": passing, worth a retry."""
+    return isinstance(error, sqlite3.OperationalError) and (
+        "locked" in str(error) or "busy" in str(error)
+    )
+
+
+def as_fdb_error(error: sqlite3.Error, doing: str) -> FDBError:
+    """A SQLite failure as the FDB error callers handle: busy is retryable, the rest is not."""
+    code = ErrorCode.PROCESS_BEHIND if is_busy(error) else ErrorCode.OPERATION_FAILED
+    return FDBError(code, f"sqlite, {doing}: {error}")
 
 
 def current_version(conn: sqlite3.Connection) -> int:

@@ -202,7 +202,8 @@ class Watcher:
         self._thread = threading.Thread(
             target=self._run, name="fdbsync-sqlite-watcher", daemon=True
         )
-        self._error: BaseException | None = None
+        #: Why the thread stopped, if it failed.
+        self.error: BaseException | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -222,27 +223,35 @@ class Watcher:
             self._thread.join()
 
     def _run(self) -> None:
-        conn = schema.connect(self._path)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = schema.connect(self._path)
             data_version = conn.execute("PRAGMA data_version").fetchone()[0]
             seen = schema.current_version(conn)
             self._ready.set()
             while not self._stop.wait(self._interval):
-                now = conn.execute("PRAGMA data_version").fetchone()[0]
-                if now == data_version:
-                    continue
-                data_version = now
-                seen = self._scan(conn, seen)
-        except BaseException as error:  # keep the reason for close() and stop quietly
-            self._error = error
+                try:
+                    now = conn.execute("PRAGMA data_version").fetchone()[0]
+                    if now != data_version:
+                        seen = self._scan(conn, seen)
+                        data_version = now
+                except sqlite3.Error as error:
+                    if not schema.is_busy(error):
+                        raise
+                    # Locked for a moment by another process: look again at the next poll.
+        except BaseException as error:  # fail the watches that relied on us, then stop
+            self.error = error
             self._registry.fail_all(
-                FDBError(ErrorCode.OPERATION_FAILED, f"watcher stopped: {error}")
+                FDBError(ErrorCode.OPERATION_FAILED, f"the watcher stopped: {error}")
             )
         finally:
             self._ready.set()
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def _scan(self, conn: sqlite3.Connection, seen: int) -> int:
+        if conn.in_transaction:  # a scan interrupted by a busy error
+            conn.execute("ROLLBACK")
         conn.execute("BEGIN")
         try:
             version = schema.current_version(conn)

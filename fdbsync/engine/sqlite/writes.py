@@ -8,7 +8,6 @@ from enum import Enum
 
 from ..atomic import AtomicOp, apply_atomic
 from ..errors import ErrorCode, FDBError
-from ..keys import strinc
 
 
 class Op(Enum):
@@ -73,8 +72,12 @@ class WriteBuffer:
     # -- recording -------------------------------------------------------------------------
     def record(self, mutation: Mutation) -> None:
         self.mutations.append(mutation)
-        self.size += len(mutation.key) + len(mutation.param)
         op = mutation.op
+        # FDB counts each mutation and, again, the write conflict range it implies.
+        if op is Op.CLEAR_RANGE:
+            self.size += 2 * (len(mutation.key) + len(mutation.param))
+        else:
+            self.size += 2 * len(mutation.key) + 1 + len(mutation.param)
         if op is Op.SET:
             self._put(mutation.key, mutation.param)
         elif op is Op.CLEAR:
@@ -87,9 +90,12 @@ class WriteBuffer:
             assert mutation.atomic is not None
             self._atomic(mutation.key, mutation.atomic, mutation.param)
         elif op is Op.VERSIONSTAMPED_KEY:
+            # The key lands somewhere between the placeholder filled with 0x00s and with 0xffs.
             offset = int.from_bytes(mutation.key[-4:], "little")
-            prefix = mutation.key[:offset]
-            self._unreadable.append((prefix, strinc(prefix) if prefix.strip(b"\xff") else b"\xff"))
+            body = mutation.key[:-4]
+            low = body[:offset] + b"\x00" * 10 + body[offset + 10 :]
+            high = body[:offset] + b"\xff" * 10 + body[offset + 10 :]
+            self._unreadable.append((low, high + b"\x00"))
 
     def _put(self, key: bytes, value: Local) -> None:
         if key not in self._local:
