@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+
 import pytest
 
 from fdbsync.engine import (
