@@ -72,6 +72,13 @@ class Raw:
     def get(self, i: int) -> None:
         self.reader().execute("SELECT value FROM kv WHERE key = ?", (key(i),)).fetchone()
 
+    def get10(self, i: int) -> None:
+        conn = self.reader()
+        for j in range(10):
+            conn.execute(
+                "SELECT value FROM kv WHERE key = ?", (key((i + j * 997) % PRELOAD),)
+            ).fetchone()
+
     def range(self, i: int) -> None:
         self.reader().execute(
             "SELECT key, value FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
@@ -136,13 +143,24 @@ def engine_ops(engine: Engine) -> dict[str, Callable[[int], Awaitable[None]]]:
         await tr.get(key(i % PRELOAD))
         tr.cancel()
 
+    async def get10(i: int) -> None:
+        tr = engine.create_transaction()
+        await asyncio.gather(*(tr.get(key((i + j * 997) % PRELOAD)) for j in range(10)))
+        tr.cancel()
+
     async def range_read(i: int) -> None:
         tr = engine.create_transaction()
         start = i % (PRELOAD - RANGE_ROWS)
         await tr.get_range(key(start), key(start + RANGE_ROWS)).to_list()
         tr.cancel()
 
-    return {"commit1": commit1, "commit10": commit10, "get": get, "range": range_read}
+    return {
+        "commit1": commit1,
+        "commit10": commit10,
+        "get": get,
+        "get10": get10,
+        "range": range_read,
+    }
 
 
 def raw_fns(raw: Raw) -> dict[str, Callable[[int], None]]:
@@ -150,6 +168,7 @@ def raw_fns(raw: Raw) -> dict[str, Callable[[int], None]]:
         "commit1": lambda i: raw.commit(PRELOAD + i, 1),
         "commit10": lambda i: raw.commit(PRELOAD + i * 10, 10),
         "get": lambda i: raw.get(i % PRELOAD),
+        "get10": raw.get10,
         "range": lambda i: raw.range(i % (PRELOAD - RANGE_ROWS)),
     }
 
@@ -281,7 +300,13 @@ async def main() -> None:
     scale = 0.05 if args.quick else 1.0
     counts = {
         name: max(32, int(n * scale))
-        for name, n in {"commit1": 3000, "commit10": 1500, "get": 10000, "range": 3000}.items()
+        for name, n in {
+            "commit1": 3000,
+            "commit10": 1500,
+            "get": 10000,
+            "get10": 3000,
+            "range": 3000,
+        }.items()
     }
     repeat = 1 if args.quick else args.repeat
     with tempfile.TemporaryDirectory(prefix="fdbsync-bench-") as tmp:

@@ -24,7 +24,7 @@ async def test_engine_benchmark_quick_run_reports_every_workload() -> None:
     stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
     assert process.returncode == 0, stderr.decode()
     report = stdout.decode()
-    for workload in ("commit1", "commit10", "get", "range"):
+    for workload in ("commit1", "commit10", "get", "get10", "range"):
         for how in ("raw sqlite3, 1 thread", "raw + hop, 32 tasks", "engine, 32 tasks"):
             assert re.search(rf"\| {workload} \| {re.escape(how)} \| [\d,]+ \| [\d.]+ \|", report)
     for case in ("same process", "across processes"):

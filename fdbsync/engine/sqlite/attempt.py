@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ErrorCode, FDBError
 from . import schema
-from .watches import SqliteWatch, settle_threadsafe
+from .watches import Outcome, Result, SqliteWatch, settle_threadsafe
 
 if TYPE_CHECKING:
     from .engine import Reader, SqliteEngine
@@ -30,38 +31,66 @@ class Attempt:
         self.read_version: int | None = None
         self.read_time = 0  # wall-clock microseconds when the snapshot was taken
         self.read_started = 0.0  # time.monotonic() then
-        self.busy: concurrent.futures.Future[object] | None = None
+        #: The worker job draining this snapshot's queue, if one was ever started.
+        self.busy: concurrent.futures.Future[None] | None = None
         self.released = False
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+        self._queue = []
+        self._queue_lock = threading.Lock()
+        self._draining = False
         self.watches: list[SqliteWatch] = []
         self.stamp: asyncio.Future[bytes] | None = None
 
-    def run(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run `fn` on a worker thread against this attempt's snapshot, taking it first if
-        needed. Work on one snapshot runs one piece at a time, in submission order, even
-        when an awaiting task was cancelled and moved on."""
+        needed (call on the event loop).
+
+        Work on one snapshot runs one piece at a time, in submission order, even when an
+        awaiting task was cancelled and moved on. Work queued while a worker is busy with
+        this snapshot is done by that same worker, and its results come back in one wake-up
+        of the loop: reads issued together (asyncio.gather) cost one thread hop, not one each.
+        """
         if self.released:
             raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded")
-        previous = self.busy
-        engine = self.engine
-
-        def work() -> T:
-            if previous is not None:
-                concurrent.futures.wait([previous])
-            try:
-                if self.reader is None:
-                    if self.released:  # never take a snapshot for an attempt already let go
-                        raise FDBError(
-                            ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded"
-                        )
-                    self._take_snapshot()
-                assert self.reader is not None
-                return fn(self.reader.conn)
-            except sqlite3.Error as error:
-                raise schema.as_fdb_error(error, "reading") from error
-
-        future = engine.submit(work)
-        self.busy = future  # type: ignore[assignment]
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._queue_lock:
+            self._queue.append((fn, future))
+            if self._draining:
+                return future
+            self._draining = True
+        try:
+            self.busy = self.engine.submit(self._drain)
+        except BaseException:
+            with self._queue_lock:
+                self._queue.clear()
+                self._draining = False
+            raise
         return future
+
+    def _drain(self) -> None:
+        """Do the queued work in order until none is left (on a worker thread)."""
+        while True:
+            with self._queue_lock:
+                if not self._queue:
+                    self._draining = False
+                    return
+                batch, self._queue = self._queue, []
+            settle_threadsafe(
+                [(future, self._do(fn)) for fn, future in batch if not future.cancelled()]
+            )
+
+    def _do(self, fn: Callable[[sqlite3.Connection], Any]) -> Outcome:
+        try:
+            if self.reader is None:
+                if self.released:  # never take a snapshot for an attempt already let go
+                    raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded")
+                self._take_snapshot()
+            assert self.reader is not None
+            return Result(fn(self.reader.conn))
+        except sqlite3.Error as error:
+            return schema.as_fdb_error(error, "reading")
+        except Exception as error:
+            return error
 
     def _take_snapshot(self) -> None:
         reader = self.engine.checkout_reader()

@@ -217,7 +217,7 @@ class SqliteTransaction(Transaction):
         """Run `fn` on this attempt's snapshot, taking the snapshot on first use."""
         self._check_usable()
         attempt = self._attempt
-        result = await asyncio.wrap_future(attempt.run(fn))
+        result = await attempt.run(fn)
         if attempt is not self._attempt or self._state is _State.CANCELLED:
             raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "the transaction was reset")
         return result
@@ -534,7 +534,7 @@ class SqliteTransaction(Transaction):
                 (watch, base) for watch, base in watches if base is None or isinstance(base, bytes)
             ]
             arm = functools.partial(self._engine.arm_read_only, armed=armed)
-            await asyncio.wrap_future(attempt.run(arm))
+            await attempt.run(arm)
         attempt.release()
 
     async def _commit_writes(self, watches: list[tuple[SqliteWatch, object]]) -> tuple[int, bytes]:

@@ -46,24 +46,35 @@ class SqliteWatch(Watch):
         return f"<SqliteWatch key={self._key!r} done={self.done()}>"
 
 
-def _settle_all(outcomes: list[tuple[asyncio.Future[Any], BaseException | None]]) -> None:
-    for future, error in outcomes:
+class Result:
+    """A value to complete a future with (an exception fails it instead)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+#: How a future ends: None (a watch fired), a Result, or the error it fails with.
+Outcome = Result | BaseException | None
+
+
+def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    for future, outcome in outcomes:
         if future.done():
             continue
-        if error is None:
-            future.set_result(None)
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
         else:
-            future.set_exception(error)
+            future.set_result(outcome.value if isinstance(outcome, Result) else None)
 
 
-def settle_threadsafe(
-    outcomes: Iterable[tuple[asyncio.Future[Any], BaseException | None]],
-) -> None:
+def settle_threadsafe(outcomes: Iterable[tuple[asyncio.Future[Any], Outcome]]) -> None:
     """Complete futures from any thread, one wake-up per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None]]]
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]]
     by_loop = defaultdict(list)
-    for future, error in outcomes:
-        by_loop[future.get_loop()].append((future, error))
+    for future, outcome in outcomes:
+        by_loop[future.get_loop()].append((future, outcome))
     for loop, items in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop has nobody awaiting
             loop.call_soon_threadsafe(_settle_all, items)
