@@ -33,7 +33,8 @@ async def test_gathered_reads_share_thread_hops(
     monkeypatch.setattr(engine, "submit", counting_submit)
     values = await asyncio.gather(*(tr.get(key) for key in keys))
     assert values == [key.upper() for key in keys]  # each its own answer, in order
-    assert 1 <= len(hops) <= 3, f"{len(hops)} hops for 50 gathered reads"
+    # At most a few hops (none, if the worker that took the snapshot was still draining).
+    assert len(hops) <= 3, f"{len(hops)} hops for 50 gathered reads"
 
     hops.clear()
     for key in keys[:5]:
