@@ -1,0 +1,54 @@
+"""Engines open and close cleanly: background threads stop, pending watches fail, the file
+stays usable, and a closed engine refuses work with a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from fdbsync.engine import ErrorCode, FDBError, create_engine
+
+from .committed import expect_error, read, store
+
+ENGINE_THREADS = ("fdbsync-sqlite-commit", "fdbsync-sqlite-watcher", "fdbsync-sqlite")
+
+
+def engine_threads() -> list[threading.Thread]:
+    return [
+        thread
+        for thread in threading.enumerate()
+        if thread.name.startswith(ENGINE_THREADS) and thread.is_alive()
+    ]
+
+
+async def test_close_stops_threads_and_fails_pending_watches(tmp_path: Path) -> None:
+    before = set(engine_threads())
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    async with create_engine(url) as engine:
+        await store(engine, {b"k": b"1"})
+        tr = engine.create_transaction()
+        watch = tr.watch(b"k")
+        await tr.commit()
+        assert set(engine_threads()) - before, "the engine runs background threads"
+    await expect_error(ErrorCode.OPERATION_CANCELLED, asyncio.wait_for(watch, 5))
+    deadline = asyncio.get_running_loop().time() + 5
+    while set(engine_threads()) - before:  # executor threads exit once idle
+        assert asyncio.get_running_loop().time() < deadline, engine_threads()
+        await asyncio.sleep(0.01)
+
+    async with create_engine(url) as reopened:
+        assert await read(reopened, b"k") == b"1"
+
+
+async def test_a_closed_engine_refuses_new_transactions(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(FDBError) as caught:
+        engine.create_transaction()
+    assert caught.value.code == ErrorCode.CLIENT_INVALID_OPERATION
+    async with engine:
+        await store(engine, {b"k": b"v"})
+    with pytest.raises(FDBError):
+        engine.create_transaction()
