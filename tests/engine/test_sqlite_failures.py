@@ -11,12 +11,14 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fdbsync.engine import (
     Engine,
     ErrorCode,
+    FDBError,
     Transaction,
     Versionstamp,
     create_engine,
@@ -24,6 +26,7 @@ from fdbsync.engine import (
 )
 from fdbsync.engine.sqlite import schema
 from fdbsync.engine.sqlite import transaction as sqlite_transaction
+from fdbsync.engine.sqlite.watches import WatchRegistry
 
 from .committed import expect_error, read, store
 
@@ -143,3 +146,118 @@ async def test_a_versionstamped_key_leaves_other_keys_readable(engine: Engine) -
     rows = await tr.get_range(b"users/", b"users0").to_list()
     assert [kv.key for kv in rows] == [b"users/1"]
     await expect_error(ErrorCode.ACCESSED_UNREADABLE, tr.get_range(b"\x33", b"\x34").to_list())
+
+
+async def test_own_clear_range_keeps_empty_values(engine: Engine) -> None:
+    """A range answered by the transaction's own clear still returns keys it set to b''."""
+    await store(engine, {b"b": b"old"})
+    tr = engine.create_transaction()
+    tr.clear_range(b"a", b"z")
+    tr.set(b"b", b"")
+    tr.set(b"c", b"x")
+    rows = await tr.get_range(b"a", b"z").to_list()
+    assert [(kv.key, kv.value) for kv in rows] == [(b"b", b""), (b"c", b"x")]
+
+
+class _Stop(BaseException):
+    """Not an Exception: the kind of error that used to stop a snapshot's worker for good."""
+
+
+async def test_a_base_exception_in_a_read_reaches_the_reader_and_reads_go_on(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store(engine, {b"k": b"v"})
+    real = sqlite_transaction._fetch_value
+    failures: list[BaseException] = [_Stop()]
+
+    def fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
+        if failures:
+            raise failures.pop()
+        return real(conn, key)
+
+    monkeypatch.setattr(sqlite_transaction, "_fetch_value", fetch)
+    tr = engine.create_transaction()
+    await tr.get_read_version()
+    with pytest.raises(_Stop):
+        await asyncio.wait_for(tr.get(b"k"), STEP_S)
+    assert await asyncio.wait_for(tr.get(b"k"), STEP_S) == b"v"
+
+
+class _FailingCommit:
+    """A connection whose next COMMIT and ROLLBACK fail, as after a failed fsync."""
+
+    def __init__(self, conn: sqlite3.Connection, armed: threading.Event) -> None:
+        self._conn = conn
+        self._armed = armed
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if self._armed.is_set() and sql in ("COMMIT", "ROLLBACK"):
+            if sql == "ROLLBACK":
+                self._armed.clear()
+            raise sqlite3.OperationalError(f"disk I/O error during {sql}")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+async def test_a_failed_commit_is_unknown_and_the_committer_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = schema.connect
+    armed = threading.Event()
+
+    def connect(path: Path) -> Any:
+        conn = real(path)
+        if threading.current_thread().name == "fdbsync-sqlite-commit":
+            return _FailingCommit(conn, armed)
+        return conn
+
+    monkeypatch.setattr(schema, "connect", connect)
+    async with create_engine(f"sqlite:///{tmp_path / 'x.db'}") as engine:
+        await store(engine, {b"k": b"1"})
+        armed.set()
+        tr = engine.create_transaction()
+        tr.set(b"k", b"2")
+        error = await expect_error(
+            ErrorCode.COMMIT_UNKNOWN_RESULT, asyncio.wait_for(tr.commit(), STEP_S)
+        )
+        assert error.retryable and error.maybe_committed
+        # The stuck connection (still holding the write lock) was dropped: commits go on.
+        await asyncio.wait_for(store(engine, {b"k": b"3"}), STEP_S)
+        assert await read(engine, b"k") == b"3"
+
+
+async def test_open_and_close_racing_leave_a_consistent_engine(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    await engine.open()
+    await store(engine, {b"k": b"v"})
+    await asyncio.gather(engine.close(), engine.open())
+    assert engine.is_open  # open() ran after close() finished
+    assert await read(engine, b"k") == b"v"
+    await asyncio.gather(engine.open(), engine.close())
+    with pytest.raises(FDBError):
+        engine.create_transaction()
+
+
+async def test_watches_armed_after_the_watcher_failed_fail_too() -> None:
+    """Once the registry has failed every watch (close, or the watcher died), a watch armed
+    late fails with the same error instead of waiting for a watcher that is gone; a new
+    watcher revives it."""
+    registry = WatchRegistry(max_watches=10)
+    gone = FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed")
+    registry.fail_all(gone)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB, version INTEGER)")
+    late = registry.create(b"k")
+    registry.register_and_verify(conn, [(late, None)])
+    with pytest.raises(FDBError) as caught:
+        await asyncio.wait_for(late, STEP_S)
+    assert caught.value is gone
+
+    registry.revive()
+    armed = registry.create(b"k")
+    registry.register_and_verify(conn, [(armed, None)])
+    registry.fire({b"k": b"new"})
+    await asyncio.wait_for(armed, STEP_S)
+    conn.close()

@@ -89,18 +89,19 @@ class Attempt:
             return Result(fn(self.reader.conn))
         except sqlite3.Error as error:
             return schema.as_fdb_error(error, "reading")
-        except Exception as error:
+        except BaseException as error:  # whatever happens, the awaiting task hears of it
             return error
 
     def _take_snapshot(self) -> None:
         reader = self.engine.checkout_reader()
         try:
-            self.read_version, self.read_time = reader.begin()
+            version, self.read_time = reader.begin()
         except BaseException:
             self.engine.release_reader(reader)
             raise
         self.read_started = time.monotonic()
         self.reader = reader
+        self.read_version = version  # last: the loop reads it as "the snapshot is taken"
 
     async def settled(self) -> None:
         """Wait until the work already submitted on this snapshot has finished."""

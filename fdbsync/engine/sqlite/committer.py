@@ -74,6 +74,7 @@ class Committer:
         self._queue: queue.SimpleQueue[CommitRequest | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="fdbsync-sqlite-commit", daemon=True)
         self._last_prune = 0.0
+        self._conn: sqlite3.Connection | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -87,13 +88,6 @@ class Committer:
         self._thread.join()
 
     def _run(self) -> None:
-        try:
-            conn = schema.connect(self._path)
-        except sqlite3.Error as error:  # no connection: fail every commit until stopped
-            failure = schema.as_fdb_error(error, "opening the committer's connection")
-            while (item := self._queue.get()) is not None:
-                self._fail([item], failure)
-            return
         try:
             running = True
             while running:
@@ -111,12 +105,37 @@ class Committer:
                         break
                     batch.append(item)
                 try:
-                    self._commit(conn, batch)
-                except BaseException as error:  # never die with commits waiting on us
-                    self._fail(batch, FDBError(ErrorCode.OPERATION_FAILED, repr(error)))
+                    self._commit(batch)
+                except BaseException as error:  # a bug: never die with commits waiting on us
+                    unsettled = [request for request in batch if request.outcome is None]
+                    self._fail(unsettled, FDBError(ErrorCode.OPERATION_FAILED, repr(error)))
         finally:
-            conn.close()
+            if self._conn is not None:
+                self._conn.close()
             self._fail_leftovers()
+
+    def _connection(self, batch: list[CommitRequest]) -> sqlite3.Connection | None:
+        """The committer's connection, opened again if a failure lost it."""
+        if self._conn is None:
+            try:
+                self._conn = schema.connect(self._path)
+            except sqlite3.Error as error:
+                self._fail(batch, schema.as_fdb_error(error, "opening the committer's connection"))
+        return self._conn
+
+    def _abort(self) -> None:
+        """Roll back what is left of a failed batch. SQLite may have rolled back already; a
+        connection still stuck in its transaction (and the write lock) is dropped."""
+        conn = self._conn
+        if conn is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._conn = None
 
     def _fail_leftovers(self) -> None:
         """Fail commits queued after the engine began closing."""
@@ -131,11 +150,14 @@ class Committer:
         self._fail(left, FDBError(ErrorCode.CLIENT_INVALID_OPERATION, "the engine is closed"))
 
     # -- one batch -------------------------------------------------------------------------
-    def _commit(self, conn: sqlite3.Connection, batch: list[CommitRequest]) -> None:
-        state: _BatchState | None = None
+    def _commit(self, batch: list[CommitRequest]) -> None:
+        conn = self._connection(batch)
+        if conn is None:
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
+            self._abort()
             self._fail(batch, schema.as_fdb_error(error, "taking the write lock"))
             return
         try:
@@ -158,15 +180,14 @@ class Committer:
                 conn.execute("UPDATE meta SET value = ? WHERE name = 'version'", (state.version,))
                 self._maybe_prune(conn, state.version)
         except BaseException as error:
-            conn.execute("ROLLBACK")
+            self._abort()
             self._fail(batch, _commit_error(error, "writing the batch"))
             return
         try:
             conn.execute("COMMIT")
         except BaseException as error:
             # A failed COMMIT (a failed fsync, say) may still have reached the log.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._abort()
             self._fail(batch, FDBError(ErrorCode.COMMIT_UNKNOWN_RESULT, repr(error)))
             return
         self._finish(batch)

@@ -77,30 +77,48 @@ class SqliteEngine(Engine):
         self._watcher: Watcher | None = None
         self._watcher_lock = threading.Lock()
         self._open = False
+        self._lifecycle_lock: asyncio.Lock | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
-        if self._open:
-            return
-        self._executor = ThreadPoolExecutor(self._read_threads, thread_name_prefix="fdbsync-sqlite")
-        await self.run(schema.initialize, self.path)
-        self._committer = Committer(self.path, self.limits, self._registry)
-        self._committer.start()
-        self._open = True
+        async with self._lifecycle():
+            if self._open:
+                return
+            self._executor = ThreadPoolExecutor(
+                self._read_threads, thread_name_prefix="fdbsync-sqlite"
+            )
+            try:
+                await self.run(schema.initialize, self.path)
+            except BaseException:
+                self._executor.shutdown(wait=False)
+                self._executor = None
+                raise
+            self._committer = Committer(self.path, self.limits, self._registry)
+            self._committer.start()
+            self._open = True
 
     async def close(self) -> None:
-        if not self._open:
-            return
-        self._open = False
-        assert self._committer is not None and self._executor is not None
-        await self.run(self._committer.stop)
-        self._registry.fail_all(FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed"))
-        await self.run(self._stop_watcher)
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        await self.run(_close_all, idle)
-        self._executor.shutdown(wait=False)
-        self._executor = None
+        async with self._lifecycle():
+            if not self._open:
+                return
+            self._open = False
+            committer, executor = self._committer, self._executor
+            assert committer is not None and executor is not None
+            await self.run(committer.stop)
+            self._registry.fail_all(FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed"))
+            await self.run(self._stop_watcher)
+            with self._idle_lock:
+                idle, self._idle = self._idle, []
+            await self.run(_close_all, idle)
+            self._committer = None
+            self._executor = None
+            executor.shutdown(wait=False)
+
+    def _lifecycle(self) -> asyncio.Lock:
+        """One open() or close() at a time."""
+        if self._lifecycle_lock is None:
+            self._lifecycle_lock = asyncio.Lock()
+        return self._lifecycle_lock
 
     @property
     def is_open(self) -> bool:
@@ -174,6 +192,10 @@ class SqliteEngine(Engine):
             raise FDBError(
                 ErrorCode.OPERATION_FAILED, f"the watcher could not start: {watcher.error}"
             )
+        if starting:
+            with self._watcher_lock:
+                if self._open and self._watcher is watcher:
+                    self._registry.revive()
 
     def _stop_watcher(self) -> None:
         """Stop the watcher (worker thread: it may wait for a watcher being started)."""

@@ -308,7 +308,11 @@ class SqliteTransaction(Transaction):
         local = writes.keys_in(begin, end)
         if writes.cleared_whole(begin, end):
             # Our own clear decides this range: no stored row matters and nothing conflicts.
-            own = [KeyValue(key, value) for key in local if (value := writes.resolve(key, None))]
+            own = [
+                KeyValue(key, value)
+                for key in local
+                if (value := writes.resolve(key, None)) is not None
+            ]
             if reverse:
                 own.reverse()
             if own:

@@ -89,6 +89,7 @@ class WatchRegistry:
         self._pending = 0
         self._by_key: dict[bytes, dict[SqliteWatch, bytes | None]] = {}
         self._sorted_keys: list[bytes] | None = None
+        self._failure: BaseException | None = None
 
     @property
     def pending(self) -> int:
@@ -132,12 +133,17 @@ class WatchRegistry:
         if not armed:
             return
         with self._lock:
-            for watch, baseline in armed:
-                if not watch.done():
-                    if watch.key not in self._by_key:
-                        self._by_key[watch.key] = {}
-                        self._sorted_keys = None
-                    self._by_key[watch.key][watch] = baseline
+            failure = self._failure
+            if failure is None:
+                for watch, baseline in armed:
+                    if not watch.done():
+                        if watch.key not in self._by_key:
+                            self._by_key[watch.key] = {}
+                            self._sorted_keys = None
+                        self._by_key[watch.key][watch] = baseline
+        if failure is not None:  # nothing would ever fire them
+            settle_threadsafe((watch.future, failure) for watch, _ in armed)
+            return
         current = read_values(conn, {watch.key for watch, _ in armed})
         self.fire(current)
 
@@ -182,11 +188,19 @@ class WatchRegistry:
             return set(self._by_key)
 
     def fail_all(self, error: BaseException) -> None:
+        """Fail every armed watch, and every watch armed from now on until `revive()`: the
+        engine is closing or its watcher stopped, so nothing would fire them."""
         with self._lock:
+            self._failure = error
             armed = [watch for watches in self._by_key.values() for watch in watches]
             self._by_key.clear()
             self._sorted_keys = None
         settle_threadsafe((watch.future, error) for watch in armed)
+
+    def revive(self) -> None:
+        """Accept watches again (a new watcher is running)."""
+        with self._lock:
+            self._failure = None
 
 
 def read_values(conn: sqlite3.Connection, keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
