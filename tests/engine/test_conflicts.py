@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from fdbsync.engine import Engine, FDBError, KeySelector, Transaction
+from fdbsync.engine import Engine, ErrorCode, FDBError, KeySelector, Transaction
 
-from .committed import read, store
+from .committed import expect_error, read, store
 
 Read = Callable[[Transaction], Awaitable[Any]]
 Write = Callable[[Transaction], None]
@@ -532,3 +532,20 @@ def test_error_predicates(code: int, name: str, retryable: bool, maybe_committed
     assert error.maybe_committed is maybe_committed
     assert error.retryable_not_committed is (retryable and not maybe_committed)
     assert str(code) in str(error)
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["write_inside", "write_outside"])
+async def test_a_large_range_read_conflicts_only_with_writes_inside_it(
+    engine: Engine, inside: bool
+) -> None:
+    """Ranges of thousands of rows are checked as precisely as small ones."""
+    await store(engine, {b"big/%05d" % i: b"v" for i in range(3000)})
+    tr = engine.create_transaction()
+    rows = await tr.get_range(b"big/", b"big0").to_list()
+    assert len(rows) == 3000
+    tr.set(b"summary", b"%d" % len(rows))
+    await store(engine, {b"big/01500x" if inside else b"bih/0": b"new"})
+    if inside:
+        await expect_error(ErrorCode.NOT_COMMITTED, tr.commit())
+    else:
+        await tr.commit()

@@ -25,6 +25,13 @@ from . import schema
 from .watches import SqliteWatch, WatchRegistry, read_values, settle_threadsafe
 from .writes import Mutation, Op
 
+#: A read conflict range [begin, end) and how many stored rows the transaction read in it.
+ReadRange = tuple[bytes, bytes, int]
+
+#: Above this many rows read, a range is checked through the version index (only the rows
+#: written since the read version) rather than by scanning every row in the range.
+LARGE_RANGE_ROWS = 512
+
 #: A watch's baseline when it is the value the transaction itself leaves behind.
 AFTER_COMMIT = object()
 
@@ -34,7 +41,7 @@ class CommitRequest:
     read_version: int | None
     #: Wall-clock microseconds when the read version was taken: the MVCC window's start.
     read_time: int
-    reads: list[tuple[bytes, bytes]]
+    reads: list[ReadRange]
     mutations: list[Mutation]
     write_conflicts: list[tuple[bytes, bytes]]
     watches: list[tuple[SqliteWatch, bytes | object | None]]
@@ -215,11 +222,9 @@ class Committer:
         # Versions follow the wall clock at commit, so this is the transaction's age.
         if state.version - request.read_time > schema.MVCC_WINDOW_US or rv < state.pruned:
             return FDBError(ErrorCode.TRANSACTION_TOO_OLD)
-        for begin, end in request.reads:
-            if conn.execute(
-                "SELECT 1 FROM kv WHERE key >= ? AND key < ? AND version > ? LIMIT 1",
-                (begin, end, rv),
-            ).fetchone():
+        for begin, end, rows in request.reads:
+            by_version = rows > LARGE_RANGE_ROWS
+            if conn.execute(_WRITTEN_SINCE[by_version], (begin, end, rv)).fetchone():
                 return FDBError(ErrorCode.NOT_COMMITTED)
             if (
                 state.newest_tombstone > rv
@@ -336,6 +341,13 @@ def _deliver(requests: list[CommitRequest]) -> None:
         else:
             assert outcome is not None
             request.future.set_exception(outcome)
+
+
+_WRITTEN_SINCE = {
+    False: "SELECT 1 FROM kv WHERE key >= ? AND key < ? AND version > ? LIMIT 1",
+    True: "SELECT 1 FROM kv INDEXED BY kv_by_version WHERE key >= ? AND key < ? AND version > ?"
+    " LIMIT 1",
+}
 
 
 def _commit_error(error: BaseException, doing: str) -> FDBError:

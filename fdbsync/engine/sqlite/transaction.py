@@ -18,7 +18,7 @@ from ..errors import ErrorCode, FDBError
 from ..keys import key_after
 from ..selectors import KeyOrSelector, KeySelector, as_selector
 from .attempt import Attempt
-from .committer import AFTER_COMMIT, CommitRequest
+from .committer import AFTER_COMMIT, CommitRequest, ReadRange
 from .watches import SqliteWatch
 from .writes import Mutation, Op, Pending, WriteBuffer
 
@@ -58,14 +58,23 @@ def _fetch_page(
     ).fetchall()
 
 
-def _coalesce(ranges: list[list[bytes]]) -> list[tuple[bytes, bytes]]:
-    merged: list[tuple[bytes, bytes]] = []
-    for begin, end in sorted((b, e) for b, e in ranges if b < e):
+class _ReadRange:
+    """A read conflict range, and how many stored rows were read in it (a size hint)."""
+
+    __slots__ = ("begin", "end", "rows")
+
+    def __init__(self, begin: bytes, end: bytes, rows: int = 0) -> None:
+        self.begin, self.end, self.rows = begin, end, rows
+
+
+def _coalesce(ranges: list[_ReadRange]) -> list[ReadRange]:
+    merged: list[ReadRange] = []
+    for begin, end, rows in sorted((r.begin, r.end, r.rows) for r in ranges if r.begin < r.end):
         if merged and begin <= merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
+            low, high, seen = merged[-1]
+            merged[-1] = (low, max(high, end), seen + rows)
         else:
-            merged.append((begin, end))
+            merged.append((begin, end, rows))
     return merged
 
 
@@ -139,7 +148,7 @@ class SqliteTransaction(Transaction):
         # A transaction dropped unfinished still returns its snapshot and fails its watches.
         self._finalizer = weakref.finalize(self, self._attempt.abandon)
         self._writes = WriteBuffer(self._limits.value_size)
-        self._reads: list[list[bytes]] = []
+        self._reads: list[_ReadRange] = []
         self._write_conflicts: list[tuple[bytes, bytes]] = []
         self._cache: dict[bytes, bytes | None] = {}
         self._stamp_value: bytes | None = None
@@ -241,7 +250,7 @@ class SqliteTransaction(Transaction):
         if not self._writes.needs_store(key):
             return self._writes.resolve(key, None)
         if not snapshot:  # before the read, so a commit racing with it still sees it
-            self._reads.append([key, key_after(key)])
+            self._reads.append(_ReadRange(key, key_after(key), 1))
         if key in self._cache:
             stored = self._cache[key]
         else:
@@ -318,7 +327,7 @@ class SqliteTransaction(Transaction):
             if own:
                 yield own[:limit] if limit else own
             return
-        conflict = [begin, end]
+        conflict = _ReadRange(begin, end)
         if not snapshot:
             self._reads.append(conflict)
         if reverse:
@@ -336,6 +345,7 @@ class SqliteTransaction(Transaction):
         while not store_done:
             fetch = functools.partial(_fetch_page, begin=low, end=high, reverse=reverse, limit=page)
             rows = await self._with_reader(fetch)
+            conflict.rows += len(rows)
             if len(rows) < page:
                 store_done = True
             elif reverse:
@@ -371,9 +381,9 @@ class SqliteTransaction(Transaction):
                 store_done = True
             if out and len(out) == remaining:  # the limit ended the read here
                 if reverse:
-                    conflict[0] = out[-1].key
+                    conflict.begin = out[-1].key
                 else:
-                    conflict[1] = key_after(out[-1].key)
+                    conflict.end = key_after(out[-1].key)
             if out:
                 remaining -= len(out)
                 yield out
@@ -456,7 +466,7 @@ class SqliteTransaction(Transaction):
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._check_usable()
         self._check_range(begin, end)
-        self._reads.append([begin, end])
+        self._reads.append(_ReadRange(begin, end))
 
     def add_write_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._check_usable()
@@ -546,7 +556,7 @@ class SqliteTransaction(Transaction):
         reads = _coalesce(self._reads) if attempt.read_version is not None else []
         size = (
             self._writes.size
-            + sum(len(b) + len(e) for b, e in reads)
+            + sum(len(b) + len(e) for b, e, _ in reads)
             + sum(len(b) + len(e) for b, e in self._write_conflicts)
         )
         if size > self._limits.transaction_size:
