@@ -52,3 +52,40 @@ async def test_a_closed_engine_refuses_new_transactions(tmp_path: Path) -> None:
         await store(engine, {b"k": b"v"})
     with pytest.raises(FDBError):
         engine.create_transaction()
+
+
+async def test_a_cancelled_close_still_shuts_down(tmp_path: Path) -> None:
+    before = set(engine_threads())
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    await engine.open()
+    tr = engine.create_transaction()
+    watch = tr.watch(b"k")
+    await tr.commit()
+    closing = asyncio.create_task(engine.close())
+    await asyncio.sleep(0)  # let close() begin: it has marked the engine closed
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await expect_error(ErrorCode.OPERATION_CANCELLED, asyncio.wait_for(watch, 5))
+    await engine.close()  # finishes (or finds finished) the shutdown
+    deadline = asyncio.get_running_loop().time() + 5
+    while set(engine_threads()) - before:
+        assert asyncio.get_running_loop().time() < deadline, engine_threads()
+        await asyncio.sleep(0.01)
+
+
+def test_open_and_close_from_two_event_loops(tmp_path: Path) -> None:
+    """An engine may be opened and closed from successive event loops (as test suites do),
+    even when open() and close() race on each."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+
+    async def cycle(value: bytes) -> bytes | None:
+        await engine.open()
+        await asyncio.gather(engine.close(), engine.open())
+        await store(engine, {b"k": value})
+        seen = await read(engine, b"k")
+        await engine.close()
+        return seen
+
+    assert asyncio.run(cycle(b"first")) == b"first"
+    assert asyncio.run(cycle(b"second")) == b"second"

@@ -261,3 +261,45 @@ async def test_watches_armed_after_the_watcher_failed_fail_too() -> None:
     registry.fire({b"k": b"new"})
     await asyncio.wait_for(armed, STEP_S)
     conn.close()
+
+
+async def test_stop_iteration_in_a_read_reaches_the_reader(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Futures refuse StopIteration; it arrives as a RuntimeError, and reads go on."""
+    await store(engine, {b"k": b"v"})
+    real = sqlite_transaction._fetch_value
+    failures: list[BaseException] = [StopIteration()]
+
+    def fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
+        if failures:
+            raise failures.pop()
+        return real(conn, key)
+
+    monkeypatch.setattr(sqlite_transaction, "_fetch_value", fetch)
+    tr = engine.create_transaction()
+    await tr.get_read_version()
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        await asyncio.wait_for(tr.get(b"k"), STEP_S)
+    assert await asyncio.wait_for(tr.get(b"k"), STEP_S) == b"v"
+
+
+async def test_a_closed_registry_stays_closed_until_reopened() -> None:
+    """revive() (a new watcher) cannot undo close(); only reopen() does."""
+    registry = WatchRegistry(max_watches=10)
+    closed = FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed")
+    registry.close(closed)
+    registry.revive()
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB, version INTEGER)")
+    late = registry.create(b"k")
+    registry.register_and_verify(conn, [(late, None)])
+    with pytest.raises(FDBError) as caught:
+        await asyncio.wait_for(late, STEP_S)
+    assert caught.value is closed
+    registry.reopen()
+    armed = registry.create(b"k")
+    registry.register_and_verify(conn, [(armed, None)])
+    registry.fire({b"k": b"new"})
+    await asyncio.wait_for(armed, STEP_S)
+    conn.close()

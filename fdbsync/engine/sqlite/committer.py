@@ -188,14 +188,16 @@ class Committer:
                 self._maybe_prune(conn, state.version)
         except BaseException as error:
             self._abort()
-            self._fail(batch, _commit_error(error, "writing the batch"))
+            _mark(_not_rejected(batch), _commit_error(error, "writing the batch"))
+            self._finish(batch)
             return
         try:
             conn.execute("COMMIT")
         except BaseException as error:
             # A failed COMMIT (a failed fsync, say) may still have reached the log.
             self._abort()
-            self._fail(batch, FDBError(ErrorCode.COMMIT_UNKNOWN_RESULT, repr(error)))
+            _mark(_not_rejected(batch), FDBError(ErrorCode.COMMIT_UNKNOWN_RESULT, repr(error)))
+            self._finish(batch)
             return
         self._finish(batch)
         # Committed and reported. Watches are armed before the next batch runs, so a commit
@@ -222,8 +224,15 @@ class Committer:
         # Versions follow the wall clock at commit, so this is the transaction's age.
         if state.version - request.read_time > schema.MVCC_WINDOW_US or rv < state.pruned:
             return FDBError(ErrorCode.TRANSACTION_TOO_OLD)
+        recent: int | None = None  # rows written anywhere since rv, counted up to a bound
         for begin, end, rows in request.reads:
-            by_version = rows > LARGE_RANGE_ROWS
+            by_version = False
+            if rows > LARGE_RANGE_ROWS:
+                # The version index pays off only when fewer rows were written since rv
+                # than this range holds.
+                if recent is None or recent >= rows:
+                    (recent,) = conn.execute(_COUNT_SINCE, (rv, rows)).fetchone()
+                by_version = recent < rows
             if conn.execute(_WRITTEN_SINCE[by_version], (begin, end, rv)).fetchone():
                 return FDBError(ErrorCode.NOT_COMMITTED)
             if (
@@ -318,8 +327,7 @@ class Committer:
 
     # -- reporting -------------------------------------------------------------------------
     def _fail(self, batch: list[CommitRequest], error: BaseException) -> None:
-        for request in batch:
-            request.outcome = error
+        _mark(batch, error)
         self._finish(batch)
 
     def _finish(self, batch: list[CommitRequest]) -> None:
@@ -343,11 +351,24 @@ def _deliver(requests: list[CommitRequest]) -> None:
             request.future.set_exception(outcome)
 
 
+_COUNT_SINCE = (
+    "SELECT count(*) FROM (SELECT 1 FROM kv INDEXED BY kv_by_version WHERE version > ? LIMIT ?)"
+)
 _WRITTEN_SINCE = {
     False: "SELECT 1 FROM kv WHERE key >= ? AND key < ? AND version > ? LIMIT 1",
     True: "SELECT 1 FROM kv INDEXED BY kv_by_version WHERE key >= ? AND key < ? AND version > ?"
     " LIMIT 1",
 }
+
+
+def _mark(requests: list[CommitRequest], error: BaseException) -> None:
+    for request in requests:
+        request.outcome = error
+
+
+def _not_rejected(batch: list[CommitRequest]) -> list[CommitRequest]:
+    """The requests of a failed batch that were not already turned down on their own."""
+    return [r for r in batch if r.outcome is None or isinstance(r.outcome, tuple)]
 
 
 def _commit_error(error: BaseException, doing: str) -> FDBError:

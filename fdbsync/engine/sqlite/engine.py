@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -77,11 +78,16 @@ class SqliteEngine(Engine):
         self._watcher: Watcher | None = None
         self._watcher_lock = threading.Lock()
         self._open = False
-        self._lifecycle_lock: asyncio.Lock | None = None
+        self._lifecycle_locks: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Lock
+        ] = weakref.WeakKeyDictionary()
+        self._shutdown: asyncio.Future[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
         async with self._lifecycle():
+            if self._shutdown is not None:  # a close() that was cancelled is still finishing
+                await asyncio.shield(self._shutdown)
             if self._open:
                 return
             self._executor = ThreadPoolExecutor(
@@ -93,32 +99,41 @@ class SqliteEngine(Engine):
                 self._executor.shutdown(wait=False)
                 self._executor = None
                 raise
+            self._registry.reopen()
             self._committer = Committer(self.path, self.limits, self._registry)
             self._committer.start()
             self._open = True
 
     async def close(self) -> None:
         async with self._lifecycle():
-            if not self._open:
-                return
-            self._open = False
-            committer, executor = self._committer, self._executor
-            assert committer is not None and executor is not None
-            await self.run(committer.stop)
-            self._registry.fail_all(FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed"))
-            await self.run(self._stop_watcher)
-            with self._idle_lock:
-                idle, self._idle = self._idle, []
-            await self.run(_close_all, idle)
-            self._committer = None
-            self._executor = None
-            executor.shutdown(wait=False)
+            if self._open:
+                self._open = False
+                # Shielded: a cancelled close() still stops the threads and fails the watches.
+                self._shutdown = asyncio.ensure_future(self._stop())
+            if self._shutdown is not None:
+                await asyncio.shield(self._shutdown)
+                self._shutdown = None
+
+    async def _stop(self) -> None:
+        committer, executor = self._committer, self._executor
+        assert committer is not None and executor is not None
+        await self.run(committer.stop)
+        await self.run(self._stop_watcher)
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        await self.run(_close_all, idle)
+        self._committer = None
+        self._executor = None
+        executor.shutdown(wait=False)
 
     def _lifecycle(self) -> asyncio.Lock:
-        """One open() or close() at a time."""
-        if self._lifecycle_lock is None:
-            self._lifecycle_lock = asyncio.Lock()
-        return self._lifecycle_lock
+        """One open() or close() at a time (a lock per event loop: an asyncio.Lock belongs to
+        the loop it first waits on, and engines may outlive a loop, as in test suites)."""
+        loop = asyncio.get_running_loop()
+        lock = self._lifecycle_locks.get(loop)
+        if lock is None:
+            lock = self._lifecycle_locks[loop] = asyncio.Lock()
+        return lock
 
     @property
     def is_open(self) -> bool:
@@ -184,6 +199,9 @@ class SqliteEngine(Engine):
             starting = watcher is None or not watcher.alive
             if starting:
                 watcher = self._watcher = Watcher(self.path, self._registry, self._poll_interval)
+                # A watcher that died failed the registry; this one will serve it (if it fails
+                # to start, it fails the registry again).
+                self._registry.revive()
         assert watcher is not None
         if starting:
             watcher.start()  # if close() stopped it meanwhile, its thread exits at once
@@ -192,14 +210,12 @@ class SqliteEngine(Engine):
             raise FDBError(
                 ErrorCode.OPERATION_FAILED, f"the watcher could not start: {watcher.error}"
             )
-        if starting:
-            with self._watcher_lock:
-                if self._open and self._watcher is watcher:
-                    self._registry.revive()
 
     def _stop_watcher(self) -> None:
-        """Stop the watcher (worker thread: it may wait for a watcher being started)."""
+        """Fail every watch for good and stop the watcher (worker thread: it may wait for a
+        watcher being started)."""
         with self._watcher_lock:
+            self._registry.close(FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed"))
             watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.stop()

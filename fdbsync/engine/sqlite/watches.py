@@ -63,6 +63,8 @@ def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
     for future, outcome in outcomes:
         if future.done():
             continue
+        if isinstance(outcome, StopIteration):  # futures refuse it; keep the news, not the type
+            outcome = RuntimeError(f"StopIteration raised: {outcome!r}")
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
         else:
@@ -89,7 +91,8 @@ class WatchRegistry:
         self._pending = 0
         self._by_key: dict[bytes, dict[SqliteWatch, bytes | None]] = {}
         self._sorted_keys: list[bytes] | None = None
-        self._failure: BaseException | None = None
+        self._failure: BaseException | None = None  # the watcher died
+        self._closed: BaseException | None = None  # the engine closed
 
     @property
     def pending(self) -> int:
@@ -133,7 +136,7 @@ class WatchRegistry:
         if not armed:
             return
         with self._lock:
-            failure = self._failure
+            failure = self._closed or self._failure
             if failure is None:
                 for watch, baseline in armed:
                     if not watch.done():
@@ -198,8 +201,19 @@ class WatchRegistry:
         settle_threadsafe((watch.future, error) for watch in armed)
 
     def revive(self) -> None:
-        """Accept watches again (a new watcher is running)."""
+        """Accept watches again: a new watcher serves them (unless the engine is closed)."""
         with self._lock:
+            self._failure = None
+
+    def close(self, error: BaseException) -> None:
+        """The engine closed: fail every watch, armed now or later, until `reopen()`."""
+        with self._lock:
+            self._closed = error
+        self.fail_all(error)
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._closed = None
             self._failure = None
 
 
