@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +79,10 @@ async def test_watches_fail_and_the_watcher_restarts_when_it_could_not_connect(
     await asyncio.wait_for(watch, STEP_S)
 
 
-async def test_a_locked_database_on_the_read_path_is_a_retryable_fdb_error(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await store(engine, {b"k": b"v"})
+def failing_reads(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
+    """Point reads raise the errors put in the returned list, one read each, then read."""
     real = sqlite_transaction._fetch_value
-    failures = [sqlite3.OperationalError("database is locked")]
+    failures: list[BaseException] = []
 
     def fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
         if failures:
@@ -92,6 +90,15 @@ async def test_a_locked_database_on_the_read_path_is_a_retryable_fdb_error(
         return real(conn, key)
 
     monkeypatch.setattr(sqlite_transaction, "_fetch_value", fetch)
+    return failures
+
+
+async def test_a_locked_database_on_the_read_path_is_a_retryable_fdb_error(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store(engine, {b"k": b"v"})
+    failures = failing_reads(monkeypatch)
+    failures.append(sqlite3.OperationalError("database is locked"))
     tr = engine.create_transaction()
     error = await expect_error(ErrorCode.PROCESS_BEHIND, tr.get(b"k"))
     assert error.retryable
@@ -159,30 +166,6 @@ async def test_own_clear_range_keeps_empty_values(engine: Engine) -> None:
     assert [(kv.key, kv.value) for kv in rows] == [(b"b", b""), (b"c", b"x")]
 
 
-class _Stop(BaseException):
-    """Not an Exception: the kind of error that used to stop a snapshot's worker for good."""
-
-
-async def test_a_base_exception_in_a_read_reaches_the_reader_and_reads_go_on(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await store(engine, {b"k": b"v"})
-    real = sqlite_transaction._fetch_value
-    failures: list[BaseException] = [_Stop()]
-
-    def fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
-        if failures:
-            raise failures.pop()
-        return real(conn, key)
-
-    monkeypatch.setattr(sqlite_transaction, "_fetch_value", fetch)
-    tr = engine.create_transaction()
-    await tr.get_read_version()
-    with pytest.raises(_Stop):
-        await asyncio.wait_for(tr.get(b"k"), STEP_S)
-    assert await asyncio.wait_for(tr.get(b"k"), STEP_S) == b"v"
-
-
 class _FailingCommit:
     """A connection whose next COMMIT and ROLLBACK fail, as after a failed fsync."""
 
@@ -240,48 +223,62 @@ async def test_open_and_close_racing_leave_a_consistent_engine(tmp_path: Path) -
         engine.create_transaction()
 
 
-async def test_watches_armed_after_the_watcher_failed_fail_too() -> None:
-    """Once the registry has failed every watch (close, or the watcher died), a watch armed
-    late fails with the same error instead of waiting for a watcher that is gone; a new
-    watcher revives it."""
-    registry = WatchRegistry(max_watches=10)
-    gone = FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed")
-    registry.fail_all(gone)
-    conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB, version INTEGER)")
-    late = registry.create(b"k")
-    registry.register_and_verify(conn, [(late, None)])
-    with pytest.raises(FDBError) as caught:
-        await asyncio.wait_for(late, STEP_S)
-    assert caught.value is gone
-
-    registry.revive()
-    armed = registry.create(b"k")
-    registry.register_and_verify(conn, [(armed, None)])
-    registry.fire({b"k": b"new"})
-    await asyncio.wait_for(armed, STEP_S)
-    conn.close()
+class _Stop(BaseException):
+    """Not an Exception: the kind of error that used to stop a snapshot's worker for good."""
 
 
-async def test_stop_iteration_in_a_read_reaches_the_reader(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("raised", "seen"),
+    [(_Stop(), _Stop), (StopIteration(), RuntimeError)],
+    ids=["base_exception", "stop_iteration"],
+)
+async def test_any_error_in_a_read_reaches_the_reader_and_reads_go_on(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, raised: BaseException, seen: type
 ) -> None:
-    """Futures refuse StopIteration; it arrives as a RuntimeError, and reads go on."""
+    """Whatever a read raises reaches its caller (futures refuse StopIteration, so it comes
+    as a RuntimeError), and the transaction's next read still works."""
     await store(engine, {b"k": b"v"})
-    real = sqlite_transaction._fetch_value
-    failures: list[BaseException] = [StopIteration()]
-
-    def fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
-        if failures:
-            raise failures.pop()
-        return real(conn, key)
-
-    monkeypatch.setattr(sqlite_transaction, "_fetch_value", fetch)
+    failing_reads(monkeypatch).append(raised)
     tr = engine.create_transaction()
     await tr.get_read_version()
-    with pytest.raises(RuntimeError, match="StopIteration"):
+    with pytest.raises(seen):
         await asyncio.wait_for(tr.get(b"k"), STEP_S)
     assert await asyncio.wait_for(tr.get(b"k"), STEP_S) == b"v"
+
+
+def arm(registry: WatchRegistry) -> Awaitable[None]:
+    """A watch on b"k" armed on `registry` (verified against an empty store)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB, version INTEGER)")
+        watch = registry.create(b"k")
+        registry.register_and_verify(conn, [(watch, None)])
+    finally:
+        conn.close()
+    return watch
+
+
+async def arming_fails_with(registry: WatchRegistry, error: BaseException) -> None:
+    with pytest.raises(FDBError) as caught:
+        await asyncio.wait_for(arm(registry), STEP_S)
+    assert caught.value is error
+
+
+async def arming_works(registry: WatchRegistry) -> None:
+    watch = arm(registry)
+    registry.fire({b"k": b"new"})
+    await asyncio.wait_for(watch, STEP_S)
+
+
+async def test_watches_armed_after_the_watcher_failed_fail_too() -> None:
+    """Once the watcher died (fail_all), a watch armed late fails with the same error instead
+    of waiting for a watcher that is gone; a new watcher (revive) serves watches again."""
+    registry = WatchRegistry(max_watches=10)
+    gone = FDBError(ErrorCode.OPERATION_FAILED, "the watcher stopped")
+    registry.fail_all(gone)
+    await arming_fails_with(registry, gone)
+    registry.revive()
+    await arming_works(registry)
 
 
 async def test_a_closed_registry_stays_closed_until_reopened() -> None:
@@ -290,16 +287,6 @@ async def test_a_closed_registry_stays_closed_until_reopened() -> None:
     closed = FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed")
     registry.close(closed)
     registry.revive()
-    conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB, version INTEGER)")
-    late = registry.create(b"k")
-    registry.register_and_verify(conn, [(late, None)])
-    with pytest.raises(FDBError) as caught:
-        await asyncio.wait_for(late, STEP_S)
-    assert caught.value is closed
+    await arming_fails_with(registry, closed)
     registry.reopen()
-    armed = registry.create(b"k")
-    registry.register_and_verify(conn, [(armed, None)])
-    registry.fire({b"k": b"new"})
-    await asyncio.wait_for(armed, STEP_S)
-    conn.close()
+    await arming_works(registry)
