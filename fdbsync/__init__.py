@@ -1,5 +1,24 @@
 """fdbsync: live FastAPI + htmx pages on FoundationDB-shaped storage."""
 
+from .data import (
+    Between,
+    Counters,
+    DataError,
+    Gt,
+    Gte,
+    Index,
+    Indexer,
+    Lt,
+    Lte,
+    Model,
+    Query,
+    Repo,
+    SchemaMetadata,
+    Versionstamp,
+    VersionstampId,
+    new_id,
+    tenant_of,
+)
 from .engine import (
     Engine,
     ErrorCode,
@@ -14,13 +33,30 @@ from .engine import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Between",
+    "Counters",
+    "DataError",
     "Engine",
     "ErrorCode",
     "FDBError",
+    "Gt",
+    "Gte",
+    "Index",
+    "Indexer",
     "KeySelector",
     "Limits",
+    "Lt",
+    "Lte",
+    "Model",
+    "Query",
+    "Repo",
+    "SchemaMetadata",
     "Transaction",
+    "Versionstamp",
+    "VersionstampId",
     "__version__",
     "create_engine",
+    "new_id",
+    "tenant_of",
     "transactional",
 ]

@@ -1,0 +1,127 @@
+"""`Model`: a Pydantic model that is also a schema: its source, primary key and indexes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, field_validator
+
+from .errors import ModelDefinitionError
+
+if TYPE_CHECKING:
+    from .indexes import Indexer
+
+__all__ = ["Model", "ModelInfo", "primary_key_of", "tenant_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What fdbsync knows about a model class, fixed when the class is created."""
+
+    source: str
+    primary_key: str
+    indexes: tuple[Indexer, ...]
+    max_value_size: int | None
+
+    def index(self, name: str) -> Indexer:
+        for indexer in self.indexes:
+            if indexer.name == name:
+                return indexer
+        raise LookupError(name)
+
+
+_SOURCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+
+
+class Model(BaseModel):
+    """Base class of stored records.
+
+    Declare the schema with class keywords::
+
+        class Person(Model, source="people", indexes=[Index("email"), SchemaMetadata()]):
+            id: str = Field(default_factory=new_id)
+            name: str
+            email: str
+
+    `source` names the collection (default: the class name in lower case), `primary_key`
+    the key field (default "id"; str, int, UUID, or a generated id), `indexes` the indexes and
+    SchemaMetadata kept for it, and `max_value_size` an optional cap on a record's encoded size.
+    Datetimes must be timezone-aware and are stored in UTC.
+    """
+
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+        ser_json_inf_nan="constants",
+    )
+
+    __fdbsync__: ClassVar[ModelInfo]
+    _fdbsync_tenant: str | None = PrivateAttr(default=None)
+
+    def __init_subclass__(
+        cls,
+        *,
+        source: str | None = None,
+        primary_key: str = "id",
+        indexes: Sequence[Indexer] = (),
+        max_value_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        source = cls.__name__.lower() if source is None else source
+        if not _SOURCE.match(source):
+            raise ModelDefinitionError(
+                f"{cls.__name__}: source {source!r} must be 1-100 letters, digits, '_', '.', '-'"
+            )
+        if max_value_size is not None and max_value_size <= 0:
+            raise ModelDefinitionError(f"{cls.__name__}: max_value_size must be positive")
+        # Fields exist only after Pydantic builds the class; __pydantic_init_subclass__ checks.
+        cls.__fdbsync__ = ModelInfo(source, primary_key, tuple(indexes), max_value_size)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        info = cls.__fdbsync__
+        if info.primary_key not in cls.model_fields:
+            raise ModelDefinitionError(
+                f"{cls.__name__}: primary key field {info.primary_key!r} is not a field"
+            )
+        names = [indexer.name for indexer in info.indexes]
+        for name in names:
+            if names.count(name) > 1:
+                raise ModelDefinitionError(f"{cls.__name__}: two indexes are named {name!r}")
+        for indexer in info.indexes:
+            indexer.check(cls)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _datetimes_in_utc(cls, value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError("datetimes must be timezone-aware (for example tzinfo=UTC)")
+            return value.astimezone(dt.UTC)
+        return value
+
+
+def tenant_of(record: Model) -> str | None:
+    """The tenant `record` was read from or written to ("" for a single-tenant repo); None for
+    a record that was never stored."""
+    return record._fdbsync_tenant
+
+
+def primary_key_of(record: Model) -> Any:
+    return getattr(record, record.__fdbsync__.primary_key)
+
+
+@cache
+def field_adapter(model: type[Model], name: str) -> TypeAdapter[Any]:
+    """Validation and serialisation of one field on its own, with its annotations."""
+    info = model.model_fields[name]
+    annotated: Any = Annotated[info.annotation, info]  # keeps the field's validators
+    return TypeAdapter(annotated, config=ConfigDict(arbitrary_types_allowed=True))

@@ -1,0 +1,666 @@
+"""The Repo: records in, records out, in transactions, for one tenant at a time.
+
+A `Repo` is bound to a tenant (a single-tenant repo to the tenant ""), and `transaction()`
+binds a copy to one engine transaction, so every call inside joins it. Outside a transaction,
+each call is a transaction of its own, retried on conflict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from ..engine.base import Engine, Transaction, Watch
+from ..engine.errors import FDBError
+from ..engine.keys import Versionstamp, unpack
+from . import codec
+from .errors import (
+    DuplicateKeyError,
+    FieldError,
+    IndexNotReadyError,
+    MissingIndexError,
+    QueryError,
+    RecordNotFoundError,
+    TenancyError,
+    UnknownModelError,
+)
+from .indexes import COUNTERS, Counters, Index, Indexer, SchemaMetadata
+from .keyspace import IndexSpace, TenantSpace, tenant_registry_key
+from .model import Model, primary_key_of, tenant_of
+from .query import Query
+from .records import RecordKeys, Stored
+
+__all__ = ["Repo"]
+
+M = TypeVar("M", bound=Model)
+T = TypeVar("T")
+
+READY = "ready"
+BUILDING = "building"
+
+
+@dataclass
+class _Attempt:
+    """One try of one transaction, and what to finish once it commits."""
+
+    tr: Transaction
+    tenant_checked: bool = False
+    stamped: list[tuple[Model, int]] = field(default_factory=list)
+
+    def next_user_version(self, record: Model) -> int:
+        self.stamped.append((record, len(self.stamped)))
+        return len(self.stamped) - 1
+
+    def complete(self, versionstamp: bytes) -> None:
+        """Give records inserted with a versionstamp id their final id."""
+        for record, user_version in self.stamped:
+            name = record.__fdbsync__.primary_key
+            setattr(record, name, Versionstamp(versionstamp, user_version))
+
+
+class Repo:
+    """Async CRUD and queries over models, for one tenant.
+
+    `Repo(engine)` serves a single-tenant app directly. `Repo(engine, multi_tenant=True)` is
+    the root of a multi-tenant app: `await repo.tenants.open("acme")` returns the repo bound
+    to tenant "acme", which every data call needs. `models` limits the repo to those models.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        models: Iterable[type[Model]] | None = None,
+        multi_tenant: bool = False,
+    ) -> None:
+        from .tenants import Tenants
+
+        self.engine = engine
+        self.multi_tenant = multi_tenant
+        self.models: tuple[type[Model], ...] | None = None if models is None else tuple(models)
+        if self.models is not None:
+            _check_sources(self.models)
+        self._space: TenantSpace | None = (
+            None if multi_tenant else TenantSpace("", engine.limits.key_size)
+        )
+        self._attempt: _Attempt | None = None
+        self._record_keys: dict[type[Model], RecordKeys] = {}
+        self._index_spaces: dict[tuple[type[Model], str], IndexSpace] = {}
+        self.tenants = Tenants(self)
+
+    # -- binding -------------------------------------------------------------------------
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this repo reads and writes ("" when single-tenant; None at the root)."""
+        return None if self._space is None else self._space.tenant
+
+    @property
+    def keyspace(self) -> TenantSpace:
+        """This tenant's keys; `keyspace.user(...)` makes keys for the application's own data."""
+        return self._require_space()
+
+    @property
+    def transaction_handle(self) -> Transaction:
+        """The engine transaction inside `transaction()`, for raw key-value access."""
+        if self._attempt is None:
+            raise RuntimeError("raw key-value access needs a Repo.transaction()")
+        return self._attempt.tr
+
+    def _bind(self, space: TenantSpace | None = None, attempt: _Attempt | None = None) -> Repo:
+        bound = object.__new__(Repo)
+        bound.__dict__.update(self.__dict__)
+        if space is not None:
+            bound._space = space
+            bound._record_keys = {}
+            bound._index_spaces = {}
+        bound._attempt = attempt
+        return bound
+
+    def _require_space(self) -> TenantSpace:
+        if self._space is None:
+            raise TenancyError(
+                "this repo is multi-tenant: open a tenant first, "
+                "for example `acme = await repo.tenants.open('acme')`"
+            )
+        return self._space
+
+    def _check_model(self, model: Any) -> type[Model]:
+        if not (isinstance(model, type) and issubclass(model, Model)):
+            raise UnknownModelError(f"{model!r} is not a fdbsync Model class")
+        if self.models is not None and model not in self.models:
+            names = ", ".join(m.__name__ for m in self.models)
+            raise UnknownModelError(f"{model.__name__} is not one of this repo's models ({names})")
+        return model
+
+    def _records(self, model: type[Model]) -> RecordKeys:
+        keys = self._record_keys.get(model)
+        if keys is None:
+            space = self._require_space()
+            keys = RecordKeys(
+                space.record_prefix(model.__fdbsync__.source),
+                model,
+                space.tenant,
+                self.engine.limits.value_size,
+            )
+            self._record_keys[model] = keys
+        return keys
+
+    def _index_space(self, model: type[Model], indexer: Indexer) -> IndexSpace:
+        found = self._index_spaces.get((model, indexer.name))
+        if found is None:
+            found = self._require_space().index(
+                indexer.section, model.__fdbsync__.source, indexer.name, model.__name__
+            )
+            self._index_spaces[(model, indexer.name)] = found
+        return found
+
+    def _claim(self, record: Model) -> type[Model]:
+        model = self._check_model(type(record))
+        owner = tenant_of(record)
+        tenant = self._require_space().tenant
+        if owner is not None and owner != tenant:
+            raise TenancyError(
+                f"{model.__name__} {primary_key_of(record)!r} belongs to tenant {owner!r}; "
+                f"this repo is bound to tenant {tenant!r}"
+            )
+        return model
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _run(self, op: Callable[[_Attempt], Awaitable[T]], *, writes: bool = False) -> T:
+        """Run `op` in the bound transaction, or in a new one with the retry loop."""
+        space = self._require_space()
+        if self._attempt is not None:
+            return await self._guarded(op, self._attempt, space, writes)
+        return await self._retrying(lambda attempt: self._guarded(op, attempt, space, writes))
+
+    async def _retrying(
+        self,
+        op: Callable[[_Attempt], Awaitable[T]],
+        retry_limit: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (FDB's timeout option)
+    ) -> T:
+        """FDB's retry loop around `op`, finishing versionstamp ids after the commit."""
+        tr = self.engine.create_transaction()
+        tr.set_retry_limit(retry_limit)
+        tr.set_timeout(timeout)
+        try:
+            while True:
+                attempt = _Attempt(tr)
+                try:
+                    result = await op(attempt)
+                    stamp = tr.get_versionstamp() if attempt.stamped else None
+                    await tr.commit()
+                    if stamp is not None:
+                        attempt.complete(await stamp)
+                    return result
+                except FDBError as error:
+                    await tr.on_error(error)
+        finally:
+            tr.cancel()
+
+    async def _guarded(
+        self,
+        op: Callable[[_Attempt], Awaitable[T]],
+        attempt: _Attempt,
+        space: TenantSpace,
+        writes: bool,
+    ) -> T:
+        """Run `op`; a write in a named tenant also checks, in the same transaction and
+        concurrently with `op`'s reads, that the tenant still exists."""
+        if not (writes and self.multi_tenant and not attempt.tenant_checked):
+            return await op(attempt)
+        attempt.tenant_checked = True
+        registered, result = await asyncio.gather(
+            attempt.tr.get(tenant_registry_key(space.tenant)), op(attempt)
+        )
+        if registered is None:
+            raise TenancyError(f"tenant {space.tenant!r} does not exist (any more)")
+        return result
+
+    async def transaction(
+        self,
+        fn: Callable[[Repo], Awaitable[T]],
+        *,
+        retry_limit: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (FDB's timeout option)
+    ) -> T:
+        """Run `fn(tx)` in one transaction, retried on conflict; `tx` is this repo bound to it.
+
+        Every Repo call on `tx` joins the transaction; `tx.transaction_handle` gives raw
+        key-value access. `fn` may run more than once: keep side effects out of it.
+        """
+        if self._attempt is not None:
+            return await fn(self)
+        self._require_space()
+        return await self._retrying(
+            lambda attempt: fn(self._bind(attempt=attempt)), retry_limit, timeout
+        )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, model: type[M], primary_key: Any) -> M | None:
+        """The record with this primary key, or None."""
+        keys = self._records(self._check_model(model))
+
+        async def op(attempt: _Attempt) -> M | None:
+            stored = await keys.load(attempt.tr, primary_key)
+            return None if stored is None else stored.record  # type: ignore[return-value]
+
+        return await self._run(op)
+
+    async def get_many(self, model: type[M], primary_keys: Sequence[Any]) -> list[M | None]:
+        """The records with these primary keys (None where missing), read concurrently."""
+        keys = self._records(self._check_model(model))
+
+        async def op(attempt: _Attempt) -> list[M | None]:
+            found = await keys.load_many(attempt.tr, primary_keys)
+            return [None if s is None else s.record for s in found]  # type: ignore[misc]
+
+        return await self._run(op)
+
+    async def get_by(self, model: type[M], by: Mapping[str, Any]) -> M | None:
+        """The one record matching equalities `by` through an index, or None."""
+        found = await self.all_by(model, by, limit=2)
+        if len(found) > 1:
+            raise QueryError(f"{model.__name__}: more than one record matches {dict(by)}")
+        return found[0] if found else None
+
+    async def all(
+        self, source: type[M] | Query[M], *, limit: int | None = None, reverse: bool = False
+    ) -> list[M]:
+        """The records of a model in primary-key order, or the results of a query."""
+        query = self._query(source, None, limit, reverse)
+        return await self._run(lambda attempt: self._select(attempt, query))
+
+    async def all_by(
+        self,
+        source: type[M] | Query[M],
+        by: Mapping[str, Any],
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[M]:
+        """Records matching `by` (equalities, and at most one range on the next index field),
+        in index order, through the index that answers them."""
+        query = self._query(source, by, limit, reverse)
+        return await self._run(lambda attempt: self._select(attempt, query))
+
+    async def stream(self, source: type[M] | Query[M], *, page_size: int = 500) -> AsyncIterator[M]:
+        """Every record of a model or query, read in pages of `page_size`, each page in a
+        transaction of its own (inside `transaction()`, all in that one). Pages are not one
+        snapshot: a record changed while streaming appears as it was when its page was read."""
+        if page_size <= 0:
+            raise ValueError("page_size must be positive")
+        query = self._query(source, None, None, False)
+        remaining = query.limit
+        cursor: bytes | None = None
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page = query.take(size)
+            at = cursor
+            records, cursor = await self._run(
+                lambda attempt, page=page, at=at: self._page(attempt, page, at)  # type: ignore[misc]
+            )
+            for record in records:
+                yield record
+            if remaining is not None:
+                remaining -= len(records)
+            if len(records) < size or cursor is None:
+                return
+
+    def _query(
+        self,
+        source: type[M] | Query[M],
+        by: Mapping[str, Any] | None,
+        limit: int | None,
+        reverse: bool,
+    ) -> Query[M]:
+        if isinstance(source, Query):
+            query = source
+            self._check_model(query.model)
+            if by:
+                query = query.where(**by)
+        else:
+            query = Query(self._check_model(source), by or {})  # type: ignore[arg-type]
+        if limit is not None:
+            query = query.take(limit)
+        if reverse:
+            query = query.desc()
+        return query
+
+    async def _select(self, attempt: _Attempt, query: Query[M]) -> list[M]:
+        records, _ = await self._page(attempt, query, None)
+        return records
+
+    async def _page(
+        self, attempt: _Attempt, query: Query[M], cursor: bytes | None
+    ) -> tuple[list[M], bytes | None]:
+        """One page of a query's results, from `cursor` (exclusive) on."""
+        tr = attempt.tr
+        keys = self._records(query.model)
+        if not query.conditions:
+            begin, end = self._require_space().records(query.model.__fdbsync__.source)
+            if cursor is not None:
+                begin, end = (begin, cursor) if query.descending else (cursor, end)
+            records, last = await keys.scan(
+                tr, begin, end, limit=query.limit, reverse=query.descending
+            )
+            return records, last  # type: ignore[return-value]
+        indexer, space, (begin, end) = self._plan(query)
+        if cursor is not None:
+            begin, end = (begin, cursor) if query.descending else (cursor + b"\x00", end)
+        state, entries = await asyncio.gather(
+            tr.get(self._require_space().index_state(query.model.__fdbsync__.source, indexer.name)),
+            tr.get_range(begin, end, limit=query.limit or 0, reverse=query.descending).to_list(),
+        )
+        self._require_ready(query.model, indexer, state)
+        prefix = len(space.prefix)
+        found = await keys.load_many(tr, [unpack(kv.key, prefix)[-1] for kv in entries])
+        last = entries[-1].key if entries else None
+        return [s.record for s in found if s is not None], last  # type: ignore[misc]
+
+    def _plan(self, query: Query[Any]) -> tuple[Indexer, IndexSpace, tuple[bytes, bytes]]:
+        model = query.model
+        for indexer in model.__fdbsync__.indexes:
+            space = self._index_space(model, indexer)
+            found = indexer.range(space, query)
+            if found is not None:
+                return indexer, space, found
+        equal = sorted(query.equalities)
+        ranged = query.range
+        fields = [*equal, *([ranged[0]] if ranged else [])]
+        wanted = Index(*fields)
+        shown = ", ".join(repr(f) for f in wanted.fields)
+        raise MissingIndexError(
+            f"{model.__name__} has no index for a query on {', '.join(fields)}"
+            f"{' (range on ' + ranged[0] + ')' if ranged else ''}: declare Index({shown}) on "
+            f"{model.__name__} (equality fields first, the range field last) and build it"
+        )
+
+    def _require_ready(self, model: type[Model], indexer: Indexer, state: bytes | None) -> None:
+        if state is None or json.loads(state).get("state") != READY:
+            raise IndexNotReadyError(
+                f"{model.__name__} index {indexer.name!r} is declared but not built for tenant "
+                f"{self._require_space().tenant!r}: run `await repo.build_indexes("
+                f"{model.__name__})` (or `fdbsync upgrade`)"
+            )
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def insert(self, record: M) -> M:
+        """Store a new record; its primary key must not be stored yet (DuplicateKeyError)."""
+        return await self._run(lambda attempt: self._put(attempt, record, "error"), writes=True)
+
+    async def insert_all(self, records: Sequence[M]) -> list[M]:
+        """Store several new records in one transaction: all of them or none."""
+        seen: set[Any] = set()
+        for record in records:
+            key = (type(record), primary_key_of(record))
+            if isinstance(key[1], Versionstamp) and not key[1].is_complete():
+                continue
+            if key in seen:
+                raise DuplicateKeyError(
+                    f"{type(record).__name__} {key[1]!r} appears twice in insert_all"
+                )
+            seen.add(key)
+
+        async def op(attempt: _Attempt) -> list[M]:
+            return list(
+                await asyncio.gather(*(self._put(attempt, record, "error") for record in records))
+            )
+
+        return await self._run(op, writes=True)
+
+    async def upsert(
+        self, record: M, *, on_conflict: Literal["replace", "nothing"] = "replace"
+    ) -> M:
+        """Insert `record`, or when its primary key is stored, replace the stored record
+        (`on_conflict="replace"`) or keep it (`"nothing"`). Returns what is stored."""
+        if on_conflict not in ("replace", "nothing"):
+            raise ValueError("on_conflict is 'replace' or 'nothing'")
+        return await self._run(lambda attempt: self._put(attempt, record, on_conflict), writes=True)
+
+    async def update(self, record: M, changes: Mapping[str, Any] | None = None) -> M:
+        """Apply `changes` (field -> value) to the stored record and store it, validated.
+
+        Without `changes`, store `record`'s field values. A change to the primary key, or to a
+        field the model lacks, is a FieldError; an update that changes nothing writes nothing.
+        """
+        model = self._claim(record)
+        primary_key = primary_key_of(record)
+        if changes is None:
+            changes = {name: getattr(record, name) for name in model.model_fields}
+        unknown = [name for name in changes if name not in model.model_fields]
+        if unknown:
+            raise FieldError(f"{model.__name__} has no field(s) {', '.join(unknown)}")
+        name = model.__fdbsync__.primary_key
+        if name in changes and changes[name] != primary_key:
+            raise FieldError(f"{model.__name__}.{name}: the primary key cannot change")
+        keys = self._records(model)
+
+        async def op(attempt: _Attempt) -> M:
+            stored = await keys.load(attempt.tr, primary_key)
+            if stored is None:
+                raise RecordNotFoundError(f"{model.__name__} {primary_key!r} is not stored")
+            old = stored.record
+            new = model.model_validate({**_fields(old), **changes})
+            self._write(attempt.tr, keys, stored, new)
+            return new  # type: ignore[return-value]
+
+        return await self._run(op, writes=True)
+
+    async def delete(self, record: Model) -> None:
+        """Delete the stored record with `record`'s primary key (RecordNotFoundError if none)."""
+        model = self._claim(record)
+        await self.delete_by_key(model, primary_key_of(record))
+
+    async def delete_by_key(self, model: type[Model], primary_key: Any) -> None:
+        """Delete the stored record with this primary key (RecordNotFoundError if none)."""
+        keys = self._records(self._check_model(model))
+
+        async def op(attempt: _Attempt) -> None:
+            stored = await keys.load(attempt.tr, primary_key)
+            if stored is None:
+                raise RecordNotFoundError(f"{model.__name__} {primary_key!r} is not stored")
+            keys.erase(attempt.tr, primary_key, was_split=stored.split)
+            for indexer in model.__fdbsync__.indexes:
+                indexer.clear(attempt.tr, self._index_space(model, indexer), stored.record)
+
+        await self._run(op, writes=True)
+
+    async def _put(
+        self, attempt: _Attempt, record: M, on_conflict: Literal["error", "replace", "nothing"]
+    ) -> M:
+        model = self._claim(record)
+        keys = self._records(model)
+        new = record.model_copy()
+        new._fdbsync_tenant = keys.tenant
+        primary_key = primary_key_of(new)
+        if isinstance(primary_key, Versionstamp) and not primary_key.is_complete():
+            name = model.__fdbsync__.primary_key
+            setattr(new, name, Versionstamp(user_version=attempt.next_user_version(new)))
+            self._write(attempt.tr, keys, None, new)
+            return new
+        stored = await keys.load(attempt.tr, primary_key)
+        if stored is not None:
+            if on_conflict == "error":
+                raise DuplicateKeyError(f"{model.__name__} {primary_key!r} is already stored")
+            if on_conflict == "nothing":
+                return stored.record  # type: ignore[return-value]
+        self._write(attempt.tr, keys, stored, new)
+        return new
+
+    def _write(self, tr: Transaction, keys: RecordKeys, stored: Stored | None, new: Model) -> None:
+        """Store `new` over `stored` (None: a new record) with its index entries and counters."""
+        model = keys.model
+        if stored is not None and _fields(stored.record) == _fields(new):
+            return
+        keys.store(
+            tr,
+            new,
+            codec.encode(new),
+            was_split=stored is not None and stored.split,
+            max_size=model.__fdbsync__.max_value_size,
+        )
+        for indexer in model.__fdbsync__.indexes:
+            space = self._index_space(model, indexer)
+            if stored is None:
+                indexer.set(tr, space, new)
+            else:
+                indexer.update(tr, space, stored.record, new)
+
+    # -- watches and counters ------------------------------------------------------------
+
+    async def watch(self, model: type[Model], primary_key: Any) -> Watch:
+        """A watch on one record, stored or not yet: it fires when the record changes."""
+        keys = self._records(self._check_model(model))
+
+        async def op(attempt: _Attempt) -> Watch:
+            return attempt.tr.watch(keys.key(primary_key))
+
+        return await self._run(op)
+
+    def _metadata(
+        self, model: type[Model], by: Mapping[str, Any] | None
+    ) -> tuple[SchemaMetadata, IndexSpace, tuple[Any, ...]]:
+        model = self._check_model(model)
+        fields = set(by or ())
+        for indexer in model.__fdbsync__.indexes:
+            if isinstance(indexer, SchemaMetadata) and set(indexer.by) == fields:
+                values = Query(model, by or {}).equalities
+                elements = indexer.values_of(model.model_construct(**values))
+                return indexer, self._index_space(model, indexer), elements
+        shown = f"by={tuple(sorted(fields))!r}" if fields else ""
+        raise MissingIndexError(
+            f"{model.__name__} declares no SchemaMetadata({shown}): add it to its indexes"
+        )
+
+    async def counters(self, model: type[Model], by: Mapping[str, Any] | None = None) -> Counters:
+        """SchemaMetadata's counters for `model`, or for one value of its `by` fields."""
+        indexer, space, values = self._metadata(model, by)
+
+        async def op(attempt: _Attempt) -> Counters:
+            found = await asyncio.gather(
+                *(attempt.tr.get(indexer.counter_key(space, values, c)) for c in COUNTERS)
+            )
+            counts = [0 if v is None else int.from_bytes(v, "little", signed=True) for v in found]
+            return Counters(*counts)
+
+        return await self._run(op)
+
+    async def watch_counter(
+        self,
+        model: type[Model],
+        counter: str = "changes",
+        by: Mapping[str, Any] | None = None,
+    ) -> Watch:
+        """A watch on one SchemaMetadata counter (inserts, deletes, collection, updates,
+        changes), for the model or one value of its `by` fields."""
+        if counter not in COUNTERS:
+            raise ValueError(f"counter is one of {', '.join(COUNTERS)}, not {counter!r}")
+        indexer, space, values = self._metadata(model, by)
+        key = indexer.counter_key(space, values, counter)
+
+        async def op(attempt: _Attempt) -> Watch:
+            return attempt.tr.watch(key)
+
+        return await self._run(op)
+
+    # -- index builds --------------------------------------------------------------------
+
+    async def index_states(self, model: type[Model]) -> dict[str, str | None]:
+        """Each declared index's build state in this tenant: "ready", "building" or None."""
+        model = self._check_model(model)
+        space = self._require_space()
+        source = model.__fdbsync__.source
+
+        async def op(attempt: _Attempt) -> dict[str, str | None]:
+            names = [indexer.name for indexer in model.__fdbsync__.indexes]
+            found = await asyncio.gather(
+                *(attempt.tr.get(space.index_state(source, name)) for name in names)
+            )
+            return {
+                name: None if value is None else json.loads(value)["state"]
+                for name, value in zip(names, found, strict=True)
+            }
+
+        return await self._run(op)
+
+    async def build_indexes(self, model: type[Model], *, batch_size: int = 500) -> list[str]:
+        """Build `model`'s declared indexes that are not ready in this tenant, in batches of
+        `batch_size` records per transaction; return the names built.
+
+        Writes keep every declared index current, built or not, so a build that runs while
+        the application writes still ends consistent: it only adds the entries of records
+        stored before the index was declared, and setting an entry twice is harmless.
+        """
+        model = self._check_model(model)
+        space = self._require_space()
+        source = model.__fdbsync__.source
+        states = await self.index_states(model)
+        built: list[str] = []
+        for indexer in model.__fdbsync__.indexes:
+            if states[indexer.name] == READY:
+                continue
+            state_key = space.index_state(source, indexer.name)
+            await self._set_state(state_key, indexer, BUILDING)
+            visit = indexer.create_range(space.records(source))
+            if visit is not None:
+                await self._build(model, indexer, visit, batch_size)
+            await self._set_state(state_key, indexer, READY)
+            built.append(indexer.name)
+        return built
+
+    async def _set_state(self, key: bytes, indexer: Indexer, state: str) -> None:
+        value = json.dumps({**indexer.describe(), "state": state}).encode()
+
+        async def op(attempt: _Attempt) -> None:
+            attempt.tr.set(key, value)
+
+        await self._run(op, writes=True)
+
+    async def _build(
+        self, model: type[Model], indexer: Indexer, visit: tuple[bytes, bytes], batch_size: int
+    ) -> None:
+        keys = self._records(model)
+        index_space = self._index_space(model, indexer)
+        begin, end = visit
+        while True:
+            start = begin
+
+            async def op(attempt: _Attempt, start: bytes = start) -> tuple[int, bytes | None]:
+                records, last = await keys.scan(
+                    attempt.tr, start, end, limit=batch_size, reverse=False
+                )
+                for record in records:
+                    indexer.set(attempt.tr, index_space, record)
+                return len(records), last
+
+            count, last = await self._run(op, writes=True)
+            if count < batch_size or last is None:
+                return
+            begin = last
+
+
+def _fields(record: Model) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in type(record).model_fields}
+
+
+def _check_sources(models: Sequence[type[Model]]) -> None:
+    from .errors import ModelDefinitionError
+
+    seen: dict[str, type[Model]] = {}
+    for model in models:
+        if not (isinstance(model, type) and issubclass(model, Model)):
+            raise ModelDefinitionError(f"{model!r} is not a fdbsync Model class")
+        other = seen.setdefault(model.__fdbsync__.source, model)
+        if other is not model:
+            raise ModelDefinitionError(
+                f"{model.__name__} and {other.__name__} share the source "
+                f"{model.__fdbsync__.source!r}"
+            )

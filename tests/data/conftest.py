@@ -1,0 +1,43 @@
+"""Repos over every engine: single-tenant, and a multi-tenant root with tenants acme and globex."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fdbsync.data import Repo
+from fdbsync.engine import Engine
+
+from .models import ALL_MODELS
+
+
+@pytest.fixture
+async def repo(engine: Engine) -> AsyncIterator[Repo]:
+    """A single-tenant repo with every test model's indexes built."""
+    single = Repo(engine, models=ALL_MODELS)
+    for model in ALL_MODELS:
+        await single.build_indexes(model)
+    yield single
+
+
+@pytest.fixture
+async def root(engine: Engine) -> AsyncIterator[Repo]:
+    """A multi-tenant repo (the root: no tenant bound yet)."""
+    yield Repo(engine, models=ALL_MODELS, multi_tenant=True)
+
+
+@pytest.fixture
+async def acme(root: Repo) -> Repo:
+    tenant = await root.tenants.create("acme")
+    for model in ALL_MODELS:
+        await tenant.build_indexes(model)
+    return tenant
+
+
+@pytest.fixture
+async def globex(root: Repo) -> Repo:
+    tenant = await root.tenants.create("globex")
+    for model in ALL_MODELS:
+        await tenant.build_indexes(model)
+    return tenant
