@@ -99,6 +99,15 @@ class Model(BaseModel):
         for indexer in info.indexes:
             indexer.check(cls)
 
+    def __eq__(self, other: object) -> bool:
+        """Records are equal when they are of one model and their fields are equal; the tenant
+        they came from is not compared."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as Pydantic models are
+
     @field_validator("*", mode="after")
     @classmethod
     def _datetimes_in_utc(cls, value: Any) -> Any:
