@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from ..engine.base import Transaction
 from ..engine.keys import pack, strinc
@@ -19,9 +19,7 @@ from .errors import IndexValueError, ModelDefinitionError
 from .keyspace import INDEXES, METADATA, IndexSpace
 from .model import Model, primary_key_of
 from .ordering import index_element
-
-if TYPE_CHECKING:
-    from .query import Query
+from .query import Between, Gt, Gte, Lt, Lte, Query
 
 __all__ = ["COUNTERS", "Counters", "Index", "Indexer", "SchemaMetadata"]
 
@@ -123,7 +121,7 @@ class Index(Indexer):
         equal = query.equalities
         ranged = query.range
         count = len(equal)
-        if set(self.fields[:count]) != set(equal) or len(self.fields) < count:
+        if set(self.fields[:count]) != set(equal):
             return None
         if ranged is not None and (len(self.fields) <= count or self.fields[count] != ranged[0]):
             return None
@@ -135,7 +133,6 @@ class Index(Indexer):
         if ranged is None:
             return prefix, strinc(prefix)
         name, condition = ranged
-        from .query import Between, Gt, Gte, Lt, Lte
 
         def at(value: Any) -> bytes:
             return pack((_element(model, name, value),), prefix)

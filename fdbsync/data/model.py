@@ -56,6 +56,7 @@ class Model(BaseModel):
 
     model_config = ConfigDict(
         arbitrary_types_allowed=True,
+        validate_assignment=True,  # a record is valid whenever it is written
         ser_json_bytes="base64",
         val_json_bytes="base64",
         ser_json_inf_nan="constants",

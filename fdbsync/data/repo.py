@@ -8,6 +8,7 @@ each call is a transaction of its own, retried on conflict.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -301,10 +302,8 @@ class Repo:
         cursor: bytes | None = None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
-            page = query.take(size)
-            at = cursor
             records, cursor = await self._run(
-                lambda attempt, page=page, at=at: self._page(attempt, page, at)  # type: ignore[misc]
+                functools.partial(self._page, query=query.take(size), cursor=cursor)
             )
             for record in records:
                 yield record
@@ -334,11 +333,11 @@ class Repo:
         return query
 
     async def _select(self, attempt: _Attempt, query: Query[M]) -> list[M]:
-        records, _ = await self._page(attempt, query, None)
+        records, _ = await self._page(attempt, query=query, cursor=None)
         return records
 
     async def _page(
-        self, attempt: _Attempt, query: Query[M], cursor: bytes | None
+        self, attempt: _Attempt, *, query: Query[M], cursor: bytes | None
     ) -> tuple[list[M], bytes | None]:
         """One page of a query's results, from `cursor` (exclusive) on."""
         tr = attempt.tr
