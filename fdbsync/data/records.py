@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 from ..engine.base import ReadView, Transaction
 from ..engine.keys import pack, unpack
 from . import codec
+from .concurrent import gather_all
 from .errors import ValueTooLargeError
 from .keyspace import write
 from .model import Model
@@ -67,7 +67,7 @@ class RecordKeys:
         """Several records, read concurrently so the engine can pipeline them."""
         if len(primary_keys) == 1:
             return [await self.load(tr, primary_keys[0])]
-        return list(await asyncio.gather(*(self.load(tr, pk) for pk in primary_keys)))
+        return await gather_all(*(self.load(tr, pk) for pk in primary_keys))
 
     def store(
         self,

@@ -7,7 +7,6 @@ each call is a transaction of its own, retried on conflict.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ from ..engine.base import Engine, Transaction, Watch
 from ..engine.errors import FDBError
 from ..engine.keys import Versionstamp, unpack
 from . import codec
+from .concurrent import gather_all
 from .errors import (
     DuplicateKeyError,
     FieldError,
@@ -216,12 +216,13 @@ class Repo:
         if not (writes and self.multi_tenant and not attempt.tenant_checked):
             return await op(attempt)
         attempt.tenant_checked = True
-        registered, result = await asyncio.gather(
-            attempt.tr.get(tenant_registry_key(space.tenant)), op(attempt)
+        result, registered = await gather_all(
+            op(attempt), attempt.tr.get(tenant_registry_key(space.tenant))
         )
         if registered is None:
             raise TenancyError(f"tenant {space.tenant!r} does not exist (any more)")
-        return result
+        done: T = result
+        return done
 
     async def transaction(
         self,
@@ -353,7 +354,7 @@ class Repo:
         indexer, space, (begin, end) = self._plan(query)
         if cursor is not None:
             begin, end = (begin, cursor) if query.descending else (cursor + b"\x00", end)
-        state, entries = await asyncio.gather(
+        state, entries = await gather_all(
             tr.get(self._require_space().index_state(query.model.__fdbsync__.source, indexer.name)),
             tr.get_range(begin, end, limit=query.limit or 0, reverse=query.descending).to_list(),
         )
@@ -409,9 +410,7 @@ class Repo:
             seen.add(key)
 
         async def op(attempt: _Attempt) -> list[M]:
-            return list(
-                await asyncio.gather(*(self._put(attempt, record, "error") for record in records))
-            )
+            return await gather_all(*(self._put(attempt, record, "error") for record in records))
 
         return await self._run(op, writes=True)
 
@@ -528,11 +527,13 @@ class Repo:
         self, model: type[Model], by: Mapping[str, Any] | None
     ) -> tuple[SchemaMetadata, IndexSpace, tuple[Any, ...]]:
         model = self._check_model(model)
+        query = Query(model, by or {})
+        if query.range is not None:
+            raise QueryError(f"{model.__name__}: counters are kept per value, not for a range")
         fields = set(by or ())
         for indexer in model.__fdbsync__.indexes:
             if isinstance(indexer, SchemaMetadata) and set(indexer.by) == fields:
-                values = Query(model, by or {}).equalities
-                elements = indexer.values_of(model.model_construct(**values))
+                elements = indexer.values_of(model.model_construct(**query.equalities))
                 return indexer, self._index_space(model, indexer), elements
         shown = f"by={tuple(sorted(fields))!r}" if fields else ""
         raise MissingIndexError(
@@ -544,7 +545,7 @@ class Repo:
         indexer, space, values = self._metadata(model, by)
 
         async def op(attempt: _Attempt) -> Counters:
-            found = await asyncio.gather(
+            found = await gather_all(
                 *(attempt.tr.get(indexer.counter_key(space, values, c)) for c in COUNTERS)
             )
             counts = [0 if v is None else int.from_bytes(v, "little", signed=True) for v in found]
@@ -580,7 +581,7 @@ class Repo:
 
         async def op(attempt: _Attempt) -> dict[str, str | None]:
             names = [indexer.name for indexer in model.__fdbsync__.indexes]
-            found = await asyncio.gather(
+            found = await gather_all(
                 *(attempt.tr.get(space.index_state(source, name)) for name in names)
             )
             return {
