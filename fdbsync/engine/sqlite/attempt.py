@@ -1,7 +1,13 @@
-"""One try of a transaction: its read snapshot, the work running on it, and what awaits its commit.
+"""One try of a transaction, and the read snapshots that attempts share.
 
 A transaction makes a new attempt on every reset or retry, so nothing from a discarded try
-(a snapshot still being read, a watch, a versionstamp) can leak into the next one.
+(a watch, a versionstamp, its hold on a snapshot) can leak into the next one.
+
+Attempts that ask for their first read while a snapshot is waiting to be taken join that
+snapshot, like FoundationDB batching the read-version requests that arrive together: every
+member asked before the snapshot was taken, so each sees every commit that finished before
+it asked. Their reads then run on one connection and worker, and come back to the event loop
+in one wake-up, however many transactions issued them.
 """
 
 from __future__ import annotations
@@ -23,68 +29,107 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: Attempts one snapshot serves at most: its reads run one at a time on one worker.
+MAX_SHARERS = 64
 
-class Attempt:
+_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]
+
+
+class Snapshot:
+    """A SQLite read snapshot (a read version) and the queue of reads that run on it.
+
+    Reads run one at a time, in submission order, on a worker thread, even when the task
+    awaiting one was cancelled and moved on. Work queued while a worker is busy with this
+    snapshot is done by that same worker: reads issued together cost one thread hop.
+    """
+
     def __init__(self, engine: SqliteEngine) -> None:
         self.engine = engine
         self.reader: Reader | None = None
         self.read_version: int | None = None
         self.read_time = 0  # wall-clock microseconds when the snapshot was taken
         self.read_started = 0.0  # time.monotonic() then
-        #: The worker job draining this snapshot's queue, if one was ever started.
-        self.busy: concurrent.futures.Future[None] | None = None
-        self.released = False
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
-        self._queue = []
-        self._queue_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._queue: list[_Job] = []
         self._draining = False
-        self.watches: list[SqliteWatch] = []
-        self.stamp: asyncio.Future[bytes] | None = None
+        self._closing = False  # no one may join: it is (being) taken
+        self._members = 0
+        self._submitted = 0  # jobs queued so far
+        self._finished = 0  # jobs done so far
+        self._waiters: list[tuple[int, concurrent.futures.Future[None]]] = []
 
-    def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Run `fn` on a worker thread against this attempt's snapshot, taking it first if
-        needed (call on the event loop).
+    def join(self) -> bool:
+        """Become a member, if the snapshot is not taken yet and has room (loop thread)."""
+        with self._lock:
+            if self._closing or self._members >= MAX_SHARERS:
+                return False
+            self._members += 1
+            return True
 
-        Work on one snapshot runs one piece at a time, in submission order, even when an
-        awaiting task was cancelled and moved on. Work queued while a worker is busy with
-        this snapshot is done by that same worker, and its results come back in one wake-up
-        of the loop: reads issued together (asyncio.gather) cost one thread hop, not one each.
-        """
-        if self.released:
-            raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded")
+    def leave(self) -> None:
+        """Stop being a member; the last one out gives the connection back (any thread)."""
+        with self._lock:
+            self._members -= 1
+            give_back = self._members == 0 and not self._draining
+        if give_back:
+            self._give_back()
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[asyncio.Future[T], int]:
+        """Queue `fn` for this snapshot (loop thread); its future and its place in the queue."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        with self._queue_lock:
+        with self._lock:
             self._queue.append((fn, future))
+            self._submitted += 1
+            number = self._submitted
             if self._draining:
-                return future
+                return future, number
             self._draining = True
         try:
-            self.busy = self.engine.submit(self._drain)
+            self.engine.submit(self._drain)
         except BaseException:
-            with self._queue_lock:
+            with self._lock:
                 self._queue.clear()
                 self._draining = False
             raise
-        return future
+        return future, number
+
+    async def finished(self, number: int) -> None:
+        """Wait until the first `number` jobs have run (loop thread)."""
+        with self._lock:
+            if self._finished >= number:
+                return
+            waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._waiters.append((number, waiter))
+        await asyncio.wrap_future(waiter)
 
     def _drain(self) -> None:
-        """Do the queued work in order until none is left (on a worker thread)."""
+        """Do the queued work in order until none is left (worker thread)."""
         while True:
-            with self._queue_lock:
+            with self._lock:
                 if not self._queue:
                     self._draining = False
-                    return
+                    give_back = self._members == 0
+                    break
                 batch, self._queue = self._queue, []
+                self._closing = True  # taken now, or about to be: later attempts need a new one
             settle_threadsafe(
                 [(future, self._do(fn)) for fn, future in batch if not future.cancelled()]
             )
+            with self._lock:
+                self._finished += len(batch)
+                ready = [w for n, w in self._waiters if n <= self._finished]
+                self._waiters = [(n, w) for n, w in self._waiters if n > self._finished]
+            for waiter in ready:
+                waiter.set_result(None)
+        if give_back:
+            self._give_back()
 
     def _do(self, fn: Callable[[sqlite3.Connection], Any]) -> Outcome:
         try:
             if self.reader is None:
-                if self.released:  # never take a snapshot for an attempt already let go
+                if self._members == 0:  # never take a snapshot no attempt needs any more
                     raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded")
-                self._take_snapshot()
+                self._take()
             assert self.reader is not None
             return Result(fn(self.reader.conn))
         except sqlite3.Error as error:
@@ -92,7 +137,7 @@ class Attempt:
         except BaseException as error:  # whatever happens, the awaiting task hears of it
             return error
 
-    def _take_snapshot(self) -> None:
+    def _take(self) -> None:
         reader = self.engine.checkout_reader()
         try:
             version, self.read_time = reader.begin()
@@ -103,25 +148,56 @@ class Attempt:
         self.reader = reader
         self.read_version = version  # last: the loop reads it as "the snapshot is taken"
 
-    async def settled(self) -> None:
-        """Wait until the work already submitted on this snapshot has finished."""
-        if self.busy is not None and not self.busy.done():
-            await asyncio.wait([asyncio.wrap_future(self.busy)])
-
-    def release(self) -> None:
-        """Give the snapshot back to the pool once the work on it has finished."""
-        if self.released:
-            return
-        self.released = True
-        if self.busy is None:
-            self._give_back()
-        else:
-            self.busy.add_done_callback(lambda _: self._give_back())
-
     def _give_back(self) -> None:
         reader, self.reader = self.reader, None
         if reader is not None:
             self.engine.release_reader(reader)
+
+
+class Attempt:
+    def __init__(self, engine: SqliteEngine) -> None:
+        self.engine = engine
+        self.snapshot: Snapshot | None = None
+        self._last_job = 0  # this attempt's latest job in its snapshot's queue
+        self.released = False
+        self.watches: list[SqliteWatch] = []
+        self.stamp: asyncio.Future[bytes] | None = None
+
+    @property
+    def read_version(self) -> int | None:
+        """The snapshot's read version, once taken."""
+        return None if self.snapshot is None else self.snapshot.read_version
+
+    @property
+    def read_time(self) -> int:
+        return 0 if self.snapshot is None else self.snapshot.read_time
+
+    @property
+    def read_started(self) -> float:
+        return 0.0 if self.snapshot is None else self.snapshot.read_started
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run `fn` on a worker thread against this attempt's snapshot, joining one first if
+        needed (call on the event loop)."""
+        if self.released:
+            raise FDBError(ErrorCode.TRANSACTION_CANCELLED, "this attempt was discarded")
+        if self.snapshot is None:
+            self.snapshot = self.engine.join_snapshot()
+        future, self._last_job = self.snapshot.run(fn)
+        return future
+
+    async def settled(self) -> None:
+        """Wait until the work this attempt submitted has finished."""
+        if self.snapshot is not None:
+            await self.snapshot.finished(self._last_job)
+
+    def release(self) -> None:
+        """Let go of the snapshot; it is given back once no attempt needs it."""
+        if self.released:
+            return
+        self.released = True
+        if self.snapshot is not None:
+            self.snapshot.leave()
 
     def abandon(self, error: BaseException | None = None) -> None:
         """Release the snapshot and fail what waits on a commit that will not happen.

@@ -1,9 +1,10 @@
 """The embedded engine: FoundationDB's transaction semantics on one SQLite file.
 
 Reads run on worker threads, each transaction holding one SQLite read snapshot (its read
-version) for its lifetime. Writes go to one committer thread per process, which checks
-conflicts and commits in batches. Several processes may share a file: SQLite's write lock
-orders their commits, and each process's watcher thread sees the others' changes.
+version) for its lifetime; transactions that start together share one (see attempt.py).
+Writes go to one committer thread per process, which checks conflicts and commits in
+batches. Several processes may share a file: SQLite's write lock orders their commits, and
+each process's watcher thread sees the others' changes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..base import Engine
 from ..errors import ErrorCode, FDBError
 from ..limits import Limits
 from . import schema
+from .attempt import Snapshot
 from .committer import CommitRequest, Committer
 from .transaction import SqliteTransaction
 from .watches import SqliteWatch, Watcher, WatchRegistry
@@ -72,6 +74,8 @@ class SqliteEngine(Engine):
         self._idle: list[Reader] = []
         # Re-entrant: a transaction's finalizer may run (garbage collection) while it is held.
         self._idle_lock = threading.RLock()
+        self._joinable: Snapshot | None = None  # the snapshot new attempts join
+        self._joinable_lock = threading.Lock()
         self._registry = WatchRegistry(self.limits.max_watches)
         self._executor: ThreadPoolExecutor | None = None
         self._committer: Committer | None = None
@@ -158,6 +162,15 @@ class SqliteEngine(Engine):
             raise FDBError(ErrorCode.CLIENT_INVALID_OPERATION, f"engine {self.url} is not open")
         return self._executor.submit(fn, *args)
 
+    def join_snapshot(self) -> Snapshot:
+        """The snapshot a transaction's first read joins: the one not yet taken, or a new one."""
+        with self._joinable_lock:
+            snapshot = self._joinable
+            if snapshot is None or not snapshot.join():
+                snapshot = self._joinable = Snapshot(self)
+                snapshot.join()
+            return snapshot
+
     def checkout_reader(self) -> Reader:
         """A reader connection (worker threads only: opening one touches the disk)."""
         with self._idle_lock:
@@ -220,15 +233,15 @@ class SqliteEngine(Engine):
         if watcher is not None:
             watcher.stop()
 
-    def arm_read_only(
-        self, conn: sqlite3.Connection, armed: list[tuple[SqliteWatch, bytes | None]]
-    ) -> None:
-        """Arm a read-only transaction's watches from its reader (worker thread): end the
-        snapshot, so the verification reads the newest state, then register."""
+    def arm_read_only(self, armed: list[tuple[SqliteWatch, bytes | None]]) -> None:
+        """Arm a read-only transaction's watches (worker thread): register them, then verify
+        them against the newest state, read outside any snapshot."""
         self.ensure_watcher()
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        self._registry.register_and_verify(conn, armed)
+        reader = self.checkout_reader()
+        try:
+            self._registry.register_and_verify(reader.conn, armed)
+        finally:
+            self.release_reader(reader)
 
     @property
     def pending_watches(self) -> int:

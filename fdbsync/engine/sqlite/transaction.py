@@ -541,15 +541,13 @@ class SqliteTransaction(Transaction):
         return await self._get(watch.key, snapshot=True)
 
     async def _commit_read_only(self, watches: list[tuple[SqliteWatch, object]]) -> None:
-        attempt = self._attempt
+        self._attempt.release()
         if watches:
             # Without writes every baseline is a value read at the read version.
             armed = [
                 (watch, base) for watch, base in watches if base is None or isinstance(base, bytes)
             ]
-            arm = functools.partial(self._engine.arm_read_only, armed=armed)
-            await attempt.run(arm)
-        attempt.release()
+            await self._engine.run(self._engine.arm_read_only, armed)
 
     async def _commit_writes(self, watches: list[tuple[SqliteWatch, object]]) -> tuple[int, bytes]:
         attempt = self._attempt
