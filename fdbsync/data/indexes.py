@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..engine.base import Transaction
-from ..engine.keys import pack, strinc
+from ..engine.keys import pack
 from .errors import IndexValueError, ModelDefinitionError
 from .keyspace import INDEXES, METADATA, IndexSpace
 from .model import Model, primary_key_of
@@ -58,6 +58,11 @@ class Indexer(abc.ABC):
     def range(self, space: IndexSpace, query: Query[Any]) -> tuple[bytes, bytes] | None:
         """The entries that answer `query`, in its order; None when this index cannot."""
         return None
+
+
+# Every key that extends a packed tuple sorts below the packed tuple + 0xff: an element's first
+# byte (its type code) is never 0xff. strinc() would not do: "a" packs to a prefix of "a\x00".
+_AFTER = b"\xff"
 
 
 def _elements(model: type[Model], fields: Sequence[str], record: Model) -> tuple[Any, ...]:
@@ -131,25 +136,25 @@ class Index(Indexer):
             space.prefix,
         )
         if ranged is None:
-            return prefix, strinc(prefix)
+            return prefix, prefix + _AFTER
         name, condition = ranged
 
         def at(value: Any) -> bytes:
             return pack((_element(model, name, value),), prefix)
 
         # Entries whose value is None sort first; a range never includes them.
-        after_none = strinc(pack((None,), prefix))
+        after_none = pack((None,), prefix) + _AFTER
         match condition:
             case Gt(value):
-                return strinc(at(value)), strinc(prefix)
+                return at(value) + _AFTER, prefix + _AFTER
             case Gte(value):
-                return at(value), strinc(prefix)
+                return at(value), prefix + _AFTER
             case Lt(value):
                 return after_none, at(value)
             case Lte(value):
-                return after_none, strinc(at(value))
+                return after_none, at(value) + _AFTER
             case Between(low, high):
-                return at(low), strinc(at(high))
+                return at(low), at(high) + _AFTER
         raise AssertionError(condition)  # pragma: no cover
 
 

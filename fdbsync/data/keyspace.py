@@ -86,9 +86,9 @@ class IndexSpace:
         tr.add(self.key(elements), amount.to_bytes(8, "little", signed=True))
 
     def range(self, elements: tuple[Any, ...] = ()) -> tuple[bytes, bytes]:
-        """Every key that extends `elements`."""
+        """Every key that extends `elements` (see indexes._AFTER for the 0xff)."""
         begin = pack(elements, self.prefix) if elements else self.prefix
-        return begin, strinc(begin)
+        return begin, begin + b"\xff"
 
 
 class TenantSpace:

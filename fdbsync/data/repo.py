@@ -7,6 +7,7 @@ each call is a transaction of its own, retried on conflict.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -194,7 +195,7 @@ class Repo:
                 attempt = _Attempt(tr)
                 try:
                     result = await op(attempt)
-                    stamp = tr.get_versionstamp() if attempt.stamped else None
+                    stamp = _versionstamp(tr) if attempt.stamped else None
                     await tr.commit()
                     if stamp is not None:
                         attempt.complete(await stamp)
@@ -216,11 +217,16 @@ class Repo:
         if not (writes and self.multi_tenant and not attempt.tenant_checked):
             return await op(attempt)
         attempt.tenant_checked = True
-        result, registered = await gather_all(
-            op(attempt), attempt.tr.get(tenant_registry_key(space.tenant))
+        result, registered = await asyncio.gather(
+            op(attempt), attempt.tr.get(tenant_registry_key(space.tenant)), return_exceptions=True
         )
+        # A vanished tenant explains whatever else went wrong (a record not found, say).
+        if isinstance(registered, BaseException):
+            raise registered
         if registered is None:
             raise TenancyError(f"tenant {space.tenant!r} does not exist (any more)")
+        if isinstance(result, BaseException):
+            raise result
         done: T = result
         return done
 
@@ -238,9 +244,14 @@ class Repo:
         """
         if self._attempt is not None:
             return await fn(self)
-        self._require_space()
+        space = self._require_space()
+
+        async def run(attempt: _Attempt) -> T:
+            return await fn(self._bind(attempt=attempt))
+
+        # Raw writes need the tenant check too: every transaction() makes it.
         return await self._retrying(
-            lambda attempt: fn(self._bind(attempt=attempt)), retry_limit, timeout
+            lambda attempt: self._guarded(run, attempt, space, writes=True), retry_limit, timeout
         )
 
     # -- reads ---------------------------------------------------------------------------
@@ -343,6 +354,8 @@ class Repo:
         """One page of a query's results, from `cursor` (exclusive) on."""
         tr = attempt.tr
         keys = self._records(query.model)
+        if query.limit == 0:
+            return [], None
         if not query.conditions:
             begin, end = self._require_space().records(query.model.__fdbsync__.source)
             if cursor is not None:
@@ -447,6 +460,7 @@ class Repo:
                 raise RecordNotFoundError(f"{model.__name__} {primary_key!r} is not stored")
             old = stored.record
             new = model.model_validate({**_fields(old), **changes})
+            new._fdbsync_tenant = keys.tenant
             self._write(attempt.tr, keys, stored, new)
             return new  # type: ignore[return-value]
 
@@ -645,6 +659,14 @@ class Repo:
             if count < batch_size or last is None:
                 return
             begin = last
+
+
+def _versionstamp(tr: Transaction) -> asyncio.Future[bytes]:
+    """The commit's versionstamp, whose failure (the commit's) is no one's concern if the
+    commit's own error is handled."""
+    stamp = asyncio.ensure_future(tr.get_versionstamp())
+    stamp.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return stamp
 
 
 def _fields(record: Model) -> dict[str, Any]:
