@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, field_validator
 
+from ..engine.keys import Versionstamp
 from .errors import ModelDefinitionError
 
 if TYPE_CHECKING:
@@ -92,6 +94,16 @@ class Model(BaseModel):
         if info.primary_key not in cls.model_fields:
             raise ModelDefinitionError(
                 f"{cls.__name__}: primary key field {info.primary_key!r} is not a field"
+            )
+        key_type = cls.model_fields[info.primary_key].annotation
+        if not (
+            isinstance(key_type, type)
+            and issubclass(key_type, str | int | uuid.UUID | Versionstamp)
+            and not issubclass(key_type, bool)
+        ):
+            raise ModelDefinitionError(
+                f"{cls.__name__}.{info.primary_key}: a primary key is a str, int, UUID or "
+                f"VersionstampId, not {key_type!r}"
             )
         names = [indexer.name for indexer in info.indexes]
         for name in names:

@@ -364,26 +364,43 @@ class Repo:
                 tr, begin, end, limit=query.limit, reverse=query.descending
             )
             return records, last  # type: ignore[return-value]
-        indexer, space, (begin, end) = self._plan(query)
+        candidates = self._plan(query)
+        if len(candidates) > 1:  # use the first that is built
+            states = await gather_all(
+                *(self._index_state(tr, query.model, c[0]) for c in candidates)
+            )
+            ready = [c for c, state in zip(candidates, states, strict=True) if _is_ready(state)]
+            candidates = ready[:1] or candidates[:1]
+        indexer, space, (begin, end) = candidates[0]
         if cursor is not None:
             begin, end = (begin, cursor) if query.descending else (cursor + b"\x00", end)
+        # The state is read with the entries, so checking it costs no extra round trip.
         state, entries = await gather_all(
-            tr.get(self._require_space().index_state(query.model.__fdbsync__.source, indexer.name)),
+            self._index_state(tr, query.model, indexer),
             tr.get_range(begin, end, limit=query.limit or 0, reverse=query.descending).to_list(),
         )
-        self._require_ready(query.model, indexer, state)
+        if not _is_ready(state):
+            raise IndexNotReadyError(
+                f"{query.model.__name__} index {indexer.name!r} is declared but not built for "
+                f"tenant {self._require_space().tenant!r}: run `await repo.build_indexes("
+                f"{query.model.__name__})` (or `fdbsync upgrade`)"
+            )
         prefix = len(space.prefix)
         found = await keys.load_many(tr, [unpack(kv.key, prefix)[-1] for kv in entries])
         last = entries[-1].key if entries else None
         return [s.record for s in found if s is not None], last  # type: ignore[misc]
 
-    def _plan(self, query: Query[Any]) -> tuple[Indexer, IndexSpace, tuple[bytes, bytes]]:
+    def _plan(self, query: Query[Any]) -> list[tuple[Indexer, IndexSpace, tuple[bytes, bytes]]]:
+        """Every declared index that answers `query` (in declaration order), with its range."""
         model = query.model
+        candidates = []
         for indexer in model.__fdbsync__.indexes:
             space = self._index_space(model, indexer)
             found = indexer.range(space, query)
             if found is not None:
-                return indexer, space, found
+                candidates.append((indexer, space, found))
+        if candidates:
+            return candidates
         equal = sorted(query.equalities)
         ranged = query.range
         fields = [*equal, *([ranged[0]] if ranged else [])]
@@ -395,13 +412,10 @@ class Repo:
             f"{model.__name__} (equality fields first, the range field last) and build it"
         )
 
-    def _require_ready(self, model: type[Model], indexer: Indexer, state: bytes | None) -> None:
-        if state is None or json.loads(state).get("state") != READY:
-            raise IndexNotReadyError(
-                f"{model.__name__} index {indexer.name!r} is declared but not built for tenant "
-                f"{self._require_space().tenant!r}: run `await repo.build_indexes("
-                f"{model.__name__})` (or `fdbsync upgrade`)"
-            )
+    def _index_state(
+        self, tr: Transaction, model: type[Model], indexer: Indexer
+    ) -> Awaitable[bytes | None]:
+        return tr.get(self._require_space().index_state(model.__fdbsync__.source, indexer.name))
 
     # -- writes --------------------------------------------------------------------------
 
@@ -605,9 +619,15 @@ class Repo:
 
         return await self._run(op)
 
-    async def build_indexes(self, model: type[Model], *, batch_size: int = 500) -> list[str]:
-        """Build `model`'s declared indexes that are not ready in this tenant, in batches of
-        `batch_size` records per transaction; return the names built.
+    async def build_indexes(
+        self,
+        model: type[Model],
+        names: Iterable[str] | None = None,
+        *,
+        batch_size: int = 500,
+    ) -> list[str]:
+        """Build `model`'s declared indexes (or those named) that are not ready in this tenant,
+        in batches of `batch_size` records per transaction; return the names built.
 
         Writes keep every declared index current, built or not, so a build that runs while
         the application writes still ends consistent: it only adds the entries of records
@@ -617,9 +637,13 @@ class Repo:
         space = self._require_space()
         source = model.__fdbsync__.source
         states = await self.index_states(model)
+        wanted = set(states) if names is None else set(names)
+        unknown = wanted - set(states)
+        if unknown:
+            raise MissingIndexError(f"{model.__name__} declares no index named {sorted(unknown)}")
         built: list[str] = []
         for indexer in model.__fdbsync__.indexes:
-            if states[indexer.name] == READY:
+            if indexer.name not in wanted or states[indexer.name] == READY:
                 continue
             state_key = space.index_state(source, indexer.name)
             await self._set_state(state_key, indexer, BUILDING)
@@ -667,6 +691,10 @@ def _versionstamp(tr: Transaction) -> asyncio.Future[bytes]:
     stamp = asyncio.ensure_future(tr.get_versionstamp())
     stamp.add_done_callback(lambda done: done.cancelled() or done.exception())
     return stamp
+
+
+def _is_ready(state: bytes | None) -> bool:
+    return state is not None and json.loads(state).get("state") == READY
 
 
 def _fields(record: Model) -> dict[str, Any]:
