@@ -23,31 +23,32 @@ M = TypeVar("M", bound=Model)
 
 
 @dataclass(frozen=True, slots=True)
-class Gt:
+class _Bound:
+    value: Any
+
+
+class Gt(_Bound):
     """Greater than `value`."""
 
-    value: Any
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Gte:
+class Gte(_Bound):
     """Greater than or equal to `value`."""
 
-    value: Any
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Lt:
+class Lt(_Bound):
     """Less than `value`."""
 
-    value: Any
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Lte:
+class Lte(_Bound):
     """Less than or equal to `value`."""
 
-    value: Any
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,17 +27,26 @@ async def root(engine: Engine) -> AsyncIterator[Repo]:
     yield Repo(engine, models=ALL_MODELS, multi_tenant=True)
 
 
-@pytest.fixture
-async def acme(root: Repo) -> Repo:
-    tenant = await root.tenants.create("acme")
+async def built_tenant(root: Repo, name: str) -> Repo:
+    tenant = await root.tenants.create(name)
     for model in ALL_MODELS:
         await tenant.build_indexes(model)
     return tenant
+
+
+@pytest.fixture
+async def acme(root: Repo) -> Repo:
+    return await built_tenant(root, "acme")
 
 
 @pytest.fixture
 async def globex(root: Repo) -> Repo:
-    tenant = await root.tenants.create("globex")
-    for model in ALL_MODELS:
-        await tenant.build_indexes(model)
-    return tenant
+    return await built_tenant(root, "globex")
+
+
+@pytest.fixture(params=["single", "tenant"])
+def store(request: pytest.FixtureRequest, engine: Engine) -> Repo:
+    """The single-tenant repo, or the repo bound to tenant "acme" (asking for `engine` keeps
+    the engine parametrization)."""
+    repo: Repo = request.getfixturevalue("repo" if request.param == "single" else "acme")
+    return repo

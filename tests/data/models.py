@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -79,3 +80,8 @@ class Capped(Model, source="capped", max_value_size=1000):
 
 
 ALL_MODELS = (Person, Everything, Event, Blob, Capped)
+
+
+def person(name: str, **fields: Any) -> Person:
+    """A Person with an email made from the name."""
+    return Person(name=name, email=f"{name}@example.com", **fields)

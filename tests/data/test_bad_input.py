@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -27,7 +26,7 @@ from fdbsync.data import (
 )
 from fdbsync.engine import Engine, KeyValue
 
-from .models import Capped, Everything, Person
+from .models import Capped, Everything, Person, person
 
 
 class Reading(Model, source="test_bad_input_readings", indexes=[Index("value"), SchemaMetadata()]):
@@ -47,10 +46,6 @@ class ItemV2(
 ):
     id: int
     colour: str
-
-
-def person(name: str, **fields: Any) -> Person:
-    return Person(name=name, email=f"{name}@example.com", **fields)
 
 
 async def every_key(engine: Engine) -> list[KeyValue]:

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,20 +26,7 @@ from fdbsync.data import (
 )
 from fdbsync.engine import Engine
 
-from .models import Address, Color, Event, Everything, Person
-
-
-@pytest.fixture(params=["single", "tenant"])
-def store(request: pytest.FixtureRequest, engine: Engine) -> Repo:
-    """The single-tenant repo, or the repo bound to tenant "acme" (asking for `engine` keeps
-    the engine parametrization)."""
-    repo: Repo = request.getfixturevalue("repo" if request.param == "single" else "acme")
-    return repo
-
-
-def person(name: str, **fields: Any) -> Person:
-    return Person(name=name, email=f"{name}@example.com", **fields)
-
+from .models import Address, Color, Event, Everything, Person, person
 
 # -- insert ----------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
@@ -19,11 +18,7 @@ from fdbsync.data import (
 )
 from fdbsync.engine import Engine, KeyValue
 
-from .models import Event, Person
-
-
-def person(name: str, **fields: Any) -> Person:
-    return Person(name=name, email=f"{name}@example.com", **fields)
+from .models import Event, Person, person
 
 
 async def every_key(engine: Engine) -> list[KeyValue]:

@@ -11,19 +11,7 @@ import pytest
 from fdbsync.data import Counters, Repo
 from fdbsync.engine import Engine, ErrorCode, FDBError
 
-from .models import Event, Person
-
-
-@pytest.fixture(params=["single", "tenant"])
-def store(request: pytest.FixtureRequest, engine: Engine) -> Repo:
-    """The single-tenant repo, or the repo bound to tenant "acme" (asking for `engine` keeps
-    the engine parametrization)."""
-    repo: Repo = request.getfixturevalue("repo" if request.param == "single" else "acme")
-    return repo
-
-
-def person(name: str, **fields: Any) -> Person:
-    return Person(name=name, email=f"{name}@example.com", **fields)
+from .models import Event, Person, person
 
 
 async def raw_get(engine: Engine, key: bytes) -> bytes | None:
@@ -188,73 +176,47 @@ async def test_nested_transaction_joins_the_outer_one(store: Repo) -> None:
     assert await store.all(Person) == []
 
 
-async def test_retry_limit_ends_an_always_conflicting_transaction(store: Repo) -> None:
-    """Each attempt reads a key, another transaction then writes it, and the attempt writes
-    it too: every commit conflicts (1020) until the retry limit is used up."""
-    attempts = 0
-    engine = store.engine
+class AlwaysConflicts:
+    """A transaction function whose every commit conflicts (1020): each attempt reads a key,
+    another transaction then writes it, and the attempt writes it too (and stores a person)."""
 
-    async def always_conflicts(tx: Repo) -> None:
-        nonlocal attempts
-        attempts += 1
+    def __init__(self, store: Repo) -> None:
+        self.store = store
+        self.attempts = 0
+
+    async def __call__(self, tx: Repo) -> None:
+        self.attempts += 1
         key = tx.keyspace.user("hot")
         await tx.transaction_handle.get(key)
 
         async def interfere(tr: Any) -> None:
             tr.set(key, b"theirs")
 
-        await engine.transact(interfere)
+        await self.store.engine.transact(interfere)
         tx.transaction_handle.set(key, b"mine")
-        await tx.insert(person(f"p{attempts}"))
+        await tx.insert(person(f"p{self.attempts}"))
 
+
+@pytest.mark.parametrize(("retry_limit", "attempts"), [(2, 3), (0, 1)])
+async def test_retry_limit_ends_an_always_conflicting_transaction(
+    store: Repo, retry_limit: int, attempts: int
+) -> None:
+    always_conflicts = AlwaysConflicts(store)
     with pytest.raises(FDBError) as raised:
-        await store.transaction(always_conflicts, retry_limit=2)
+        await store.transaction(always_conflicts, retry_limit=retry_limit)
     assert raised.value.code == ErrorCode.NOT_COMMITTED
-    assert attempts == 3
-    assert await raw_get(engine, store.keyspace.user("hot")) == b"theirs"
+    assert always_conflicts.attempts == attempts
+    assert await raw_get(store.engine, store.keyspace.user("hot")) == b"theirs"
     assert await store.all(Person) == []
 
 
-async def test_retry_limit_zero_means_no_retry(store: Repo) -> None:
-    attempts = 0
-
-    async def always_conflicts(tx: Repo) -> None:
-        nonlocal attempts
-        attempts += 1
-        key = tx.keyspace.user("hot")
-        await tx.transaction_handle.get(key)
-
-        async def interfere(tr: Any) -> None:
-            tr.set(key, b"theirs")
-
-        await store.engine.transact(interfere)
-        tx.transaction_handle.set(key, b"mine")
-
-    with pytest.raises(FDBError) as raised:
-        await store.transaction(always_conflicts, retry_limit=0)
-    assert raised.value.code == ErrorCode.NOT_COMMITTED
-    assert attempts == 1
-
-
 async def test_timeout_ends_an_always_conflicting_transaction(store: Repo) -> None:
-    attempts = 0
-
-    async def always_conflicts(tx: Repo) -> None:
-        nonlocal attempts
-        attempts += 1
-        key = tx.keyspace.user("hot")
-        await tx.transaction_handle.get(key)
-
-        async def interfere(tr: Any) -> None:
-            tr.set(key, b"theirs")
-
-        await store.engine.transact(interfere)
-        tx.transaction_handle.set(key, b"mine")
-
+    always_conflicts = AlwaysConflicts(store)
     with pytest.raises(FDBError) as raised:
         await store.transaction(always_conflicts, timeout=0.2)
     assert raised.value.code == ErrorCode.TRANSACTION_TIMED_OUT
-    assert attempts >= 1
+    assert always_conflicts.attempts >= 1
+    assert await store.all(Person) == []
 
 
 async def test_versionstamped_inserts_in_a_retried_transaction(store: Repo) -> None:
