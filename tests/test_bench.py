@@ -1,4 +1,4 @@
-"""The engine benchmark still runs and reports every workload (its figures are not judged)."""
+"""The benchmarks still run and report every workload (their figures are not judged)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "engine.py"
+REPO_BENCH = BENCH.with_name("repo.py")
 
 
 @pytest.mark.slow
@@ -29,3 +30,29 @@ async def test_engine_benchmark_quick_run_reports_every_workload() -> None:
             assert re.search(rf"\| {workload} \| {re.escape(how)} \| [\d,]+ \| [\d.]+ \|", report)
     for case in ("same process", "across processes"):
         assert re.search(rf"\| watch fire, {case} \| [\d.]+ \| [\d.]+ \|", report)
+
+
+@pytest.mark.slow
+async def test_repo_benchmark_quick_run_reports_every_workload() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO_BENCH),
+        "--quick",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, stderr.decode()
+    report = stdout.decode()
+    for workload in ("insert", "get", "all_by"):
+        assert re.search(
+            rf"\| {workload} \| raw sqlite3, 1 thread \| [\d,]+ \| 1\.00 \| - \|", report
+        )
+        for how in (
+            "raw + hop, 1 task",
+            "raw + hop, 32 tasks",
+            "fdbsync, 1 task",
+            "fdbsync, 32 tasks",
+        ):
+            row = rf"\| {workload} \| {re.escape(how)} \| [\d,]+ \| [\d.]+ \| [\d.]+ \|"
+            assert re.search(row, report)
