@@ -51,23 +51,36 @@ class RecordKeys:
         return record
 
     async def load(self, tr: ReadView, primary_key: Any) -> Stored | None:
-        key = self.key(primary_key)
-        value = await tr.get(key)
-        if value is None:
-            return None
-        header = codec.read_header(value)
-        if header is None:
-            return Stored(self._decode(primary_key, value), split=False)
-        begin, end = self.parts_range(key)
-        parts = [kv.value for kv in await tr.get_range(begin, end).to_list()]
-        body = codec.join_parts(header, parts, self._what(primary_key))
-        return Stored(self._decode(primary_key, body), split=True)
+        return (await self.load_many(tr, [primary_key]))[0]
 
     async def load_many(self, tr: ReadView, primary_keys: Sequence[Any]) -> list[Stored | None]:
-        """Several records, read concurrently so the engine can pipeline them."""
-        if len(primary_keys) == 1:
-            return [await self.load(tr, primary_keys[0])]
-        return await gather_all(*(self.load(tr, pk) for pk in primary_keys))
+        """Several records, in one read of their keys (and one more per split record)."""
+        keys = [self.key(pk) for pk in primary_keys]
+        if len(keys) == 1:  # the commonest case, and a plain get is the cheaper call
+            found = [await tr.get(keys[0])]
+        else:
+            found = await tr.get_many(keys)
+        loaded: list[Stored | None] = []
+        split: list[tuple[int, codec.SplitHeader]] = []
+        for primary_key, value in zip(primary_keys, found, strict=True):
+            header = None if value is None else codec.read_header(value)
+            if value is None:
+                loaded.append(None)
+            elif header is None:
+                loaded.append(Stored(self._decode(primary_key, value), split=False))
+            else:
+                split.append((len(loaded), header))
+                loaded.append(None)
+        if split:
+            parts = await gather_all(
+                *(tr.get_range(*self.parts_range(keys[i])).to_list() for i, _ in split)
+            )
+            for (i, header), rows in zip(split, parts, strict=True):
+                body = codec.join_parts(
+                    header, [kv.value for kv in rows], self._what(primary_keys[i])
+                )
+                loaded[i] = Stored(self._decode(primary_keys[i], body), split=True)
+        return loaded
 
     def store(
         self,

@@ -8,7 +8,8 @@ means what it means in FoundationDB; the engines differ only in where the bytes 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -67,6 +68,11 @@ class ReadView(abc.ABC):
 
     @abc.abstractmethod
     async def get(self, key: bytes) -> bytes | None: ...
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The values of several keys, in order: the same as a `get` of each, issued
+        together. Engines may answer them in one round trip."""
+        return list(await asyncio.gather(*(self.get(key) for key in keys)))
 
     @abc.abstractmethod
     async def get_key(self, selector: KeySelector) -> bytes: ...

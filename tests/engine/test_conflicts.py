@@ -164,6 +164,18 @@ async def test_read_of_a_missing_key_conflicts_with_its_insert(engine: Engine) -
     assert await conflicts(engine, getting(b"k"), setting(b"k"))
 
 
+@pytest.mark.parametrize(("written", "expected"), [(b"b", True), (b"z", True), (b"c", False)])
+async def test_get_many_conflicts_on_each_key_it_read(
+    engine: Engine, written: bytes, expected: bool
+) -> None:
+    await store(engine, {b"b": b"1"})
+
+    async def reads(tr: Transaction) -> Any:
+        return await tr.get_many([b"b", b"z"])
+
+    assert await conflicts(engine, reads, setting(written)) is expected
+
+
 async def test_unrelated_write_does_not_conflict(engine: Engine) -> None:
     """A write to a key nobody read conflicts with nothing, even a neighbouring key."""
     await store(engine, {b"k": b"1"})
@@ -258,6 +270,7 @@ async def test_snapshot_reads_add_no_conflicts(engine: Engine, rows: dict[bytes,
 
     async def reads(tr: Transaction) -> None:
         await tr.snapshot.get(b"r/a")
+        await tr.snapshot.get_many([b"r/a", b"r/j"])
         await tr.snapshot.get_range(b"r/", b"r0").to_list()
         await tr.snapshot.get_key(KeySelector.first_greater_than(b"r/c"))
 

@@ -73,6 +73,35 @@ async def test_set_get_clear(engine: Engine) -> None:
     assert await read(engine, b"other") == b"x"
 
 
+async def test_get_many_answers_like_gets(engine: Engine) -> None:
+    """In order, repeated keys included, through the transaction's own writes, at its read
+    version, and in one piece for a thousand keys."""
+    await store(engine, {b"a": b"1", b"b": b"2", b"c": b"3", b"n": le64(5)})
+    tr = engine.create_transaction()
+    tr.set(b"b", b"mine")
+    tr.clear(b"c")
+    tr.add(b"n", le64(2))
+    tr.set(b"new", b"x")
+    await store(engine, {b"a": b"later"})  # before tr's first read: tr sees it
+    keys = [b"a", b"b", b"c", b"missing", b"n", b"new", b"a", b"k" * 20_000]
+    expected = [await tr.get(key) for key in keys[:-1]] + [None]
+    assert await tr.get_many(keys) == expected
+    assert expected[1:6] == [b"mine", None, None, le64(7), b"x"]
+    await store(engine, {b"a": b"changed again"})
+    assert await tr.get_many([b"a"]) == [expected[0]]  # still the read version's value
+    assert await tr.snapshot.get_many([b"b", b"a"]) == [b"mine", expected[0]]
+    many = [row_key(i) for i in range(1200)]
+    await store(engine, {key: row_value(i) for i, key in enumerate(many) if i % 3 == 0})
+    fresh = engine.create_transaction()
+    values = await fresh.get_many(many)
+    assert values == [row_value(i) if i % 3 == 0 else None for i in range(len(many))]
+    assert await engine.create_transaction().get_many([]) == []
+
+
+async def test_get_many_refuses_system_keys(engine: Engine) -> None:
+    await expect_error(2004, engine.create_transaction().get_many([b"a", b"\xff/x"]))
+
+
 async def test_empty_key_and_empty_value(engine: Engine) -> None:
     """The empty key is a legal key and an empty value is a present value, not a missing one."""
     await store(engine, {b"": b"root", b"empty": b""})

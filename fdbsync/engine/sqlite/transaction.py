@@ -8,7 +8,7 @@ import random
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
@@ -46,6 +46,19 @@ class _State(Enum):
 def _fetch_value(conn: sqlite3.Connection, key: bytes) -> bytes | None:
     row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
     return None if row is None else bytes(row[0])
+
+
+def _fetch_values(conn: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, bytes]:
+    found: dict[bytes, bytes] = {}
+    for start in range(0, len(keys), _KEYS_PER_SELECT):
+        chunk = keys[start : start + _KEYS_PER_SELECT]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT key, value FROM kv WHERE key IN ({marks})", chunk)
+        found.update((bytes(key), bytes(value)) for key, value in rows)
+    return found
+
+
+_KEYS_PER_SELECT = 500  # well under SQLite's limit on bound parameters
 
 
 def _fetch_page(
@@ -117,6 +130,9 @@ class _Snapshot(ReadView):
 
     async def get(self, key: bytes) -> bytes | None:
         return await self._tr._get(key, snapshot=True)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return await self._tr._get_many(keys, snapshot=True)
 
     async def get_key(self, selector: KeySelector) -> bytes:
         return await self._tr._resolve(selector, snapshot=True)
@@ -257,6 +273,33 @@ class SqliteTransaction(Transaction):
             stored = await self._with_reader(lambda conn: _fetch_value(conn, key))
             self._cache[key] = stored
         return self._writes.resolve(key, stored)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return await self._get_many(keys, snapshot=False)
+
+    async def _get_many(self, keys: Sequence[bytes], snapshot: bool) -> list[bytes | None]:
+        """Like `_get` for each key, with the stored values fetched in one piece of work."""
+        self._check_usable()
+        wanted: list[bytes] = []
+        for key in keys:
+            self._check_readable_key(key)
+            if len(key) > self._limits.key_size or not self._writes.needs_store(key):
+                continue
+            if not snapshot:
+                self._reads.append(_ReadRange(key, key_after(key), 1))
+            if key not in self._cache:
+                wanted.append(key)
+        if wanted:
+            unique = list(dict.fromkeys(wanted))
+            found = await self._with_reader(lambda conn: _fetch_values(conn, unique))
+            for key in unique:
+                self._cache[key] = found.get(key)
+        return [
+            None
+            if len(key) > self._limits.key_size
+            else self._writes.resolve(key, self._cache.get(key))
+            for key in keys
+        ]
 
     async def get_key(self, selector: KeySelector) -> bytes:
         return await self._resolve(selector, snapshot=False)
