@@ -9,7 +9,7 @@ their own index kinds the same way. Index entries end with the record's primary 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -76,6 +76,15 @@ def _element(model: type[Model], name: str, value: Any) -> Any:
         raise IndexValueError(f"{model.__name__}.{name}: {error}") from None
 
 
+def _existing(entry: Callable[[Model], tuple[Any, ...]], record: Model) -> tuple[Any, ...] | None:
+    """The entry a stored record has, or None: a value that cannot be indexed (a NaN stored
+    before the index was declared) never got one, and must not stop an update or delete."""
+    try:
+        return entry(record)
+    except IndexValueError:
+        return None
+
+
 def _check_fields(kind: str, model: type[Model], fields: Sequence[str]) -> None:
     unknown = [name for name in fields if name not in model.model_fields]
     if unknown:
@@ -114,12 +123,15 @@ class Index(Indexer):
         space.set(tr, self._entry(record))
 
     def clear(self, tr: Transaction, space: IndexSpace, record: Model) -> None:
-        space.clear(tr, self._entry(record))
+        entry = _existing(self._entry, record)
+        if entry is not None:
+            space.clear(tr, entry)
 
     def update(self, tr: Transaction, space: IndexSpace, old: Model, new: Model) -> None:
-        before, after = self._entry(old), self._entry(new)
+        before, after = _existing(self._entry, old), self._entry(new)
         if before != after:
-            space.clear(tr, before)
+            if before is not None:
+                space.clear(tr, before)
             space.set(tr, after)
 
     def range(self, space: IndexSpace, query: Query[Any]) -> tuple[bytes, bytes] | None:
@@ -220,12 +232,15 @@ class SchemaMetadata(Indexer):
         self._bump(tr, space, self.values_of(record), _INSERTED)
 
     def clear(self, tr: Transaction, space: IndexSpace, record: Model) -> None:
-        self._bump(tr, space, self.values_of(record), _DELETED)
+        values = _existing(self.values_of, record)
+        if values is not None:
+            self._bump(tr, space, values, _DELETED)
 
     def update(self, tr: Transaction, space: IndexSpace, old: Model, new: Model) -> None:
-        before, after = self.values_of(old), self.values_of(new)
+        before, after = _existing(self.values_of, old), self.values_of(new)
         if before == after:
             self._bump(tr, space, after, _UPDATED)
         else:
-            self._bump(tr, space, before, ("deletes", "collection", "updates", "changes"))
+            if before is not None:
+                self._bump(tr, space, before, ("deletes", "collection", "updates", "changes"))
             self._bump(tr, space, after, ("inserts", "collection", "updates", "changes"))

@@ -80,7 +80,9 @@ class IndexSpace:
             tr.set(self.key(elements), value)
 
     def clear(self, tr: Transaction, elements: tuple[Any, ...]) -> None:
-        tr.clear(self.key(elements))
+        key = pack(elements, self.prefix)
+        if len(key) <= self.key_limit:  # a longer key was never written
+            tr.clear(key)
 
     def add(self, tr: Transaction, elements: tuple[Any, ...], amount: int) -> None:
         tr.add(self.key(elements), amount.to_bytes(8, "little", signed=True))

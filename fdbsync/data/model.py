@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from ..engine.keys import Versionstamp
 from .errors import ModelDefinitionError
@@ -105,6 +112,16 @@ class Model(BaseModel):
                 f"{cls.__name__}.{info.primary_key}: a primary key is a str, int, UUID or "
                 f"VersionstampId, not {key_type!r}"
             )
+        aliased = [
+            name
+            for name, field in cls.model_fields.items()
+            if field.alias or field.validation_alias or field.serialization_alias
+        ]
+        if aliased:
+            raise ModelDefinitionError(
+                f"{cls.__name__}: field aliases are not supported on stored models "
+                f"({', '.join(aliased)}); alias the fields of an API model instead"
+            )
         names = [indexer.name for indexer in info.indexes]
         for name in names:
             if names.count(name) > 1:
@@ -141,9 +158,23 @@ def primary_key_of(record: Model) -> Any:
     return getattr(record, record.__fdbsync__.primary_key)
 
 
+def coerce_field(model: type[Model], name: str, value: Any) -> Any:
+    """`value` validated as the field `name` of `model` would validate it on assignment: with
+    the field's type, its validators and the model's configuration."""
+    blank = model.model_construct()
+    try:
+        model.__pydantic_validator__.validate_assignment(blank, name, value)
+    except ValidationError:
+        raise
+    except Exception:  # a model validator that needs the other fields: the field alone
+        return field_adapter(model, name).validate_python(value)
+    return blank.__dict__[name]
+
+
 @cache
 def field_adapter(model: type[Model], name: str) -> TypeAdapter[Any]:
-    """Validation and serialisation of one field on its own, with its annotations."""
+    """Validation and serialisation of one field's type on its own, outside any model (no
+    field or model validators: use `coerce_field` to validate a value)."""
     info = model.model_fields[name]
     annotated: Any = Annotated[info.annotation, info]  # keeps the field's validators
     return TypeAdapter(annotated, config=ConfigDict(arbitrary_types_allowed=True))

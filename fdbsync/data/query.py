@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .errors import QueryError
-from .model import Model, field_adapter
+from .model import Model, coerce_field
 
 __all__ = ["Between", "Gt", "Gte", "Lt", "Lte", "Query", "RangeCondition"]
 
@@ -63,11 +63,10 @@ RangeCondition = Gt | Gte | Lt | Lte | Between
 _RANGES = (Gt, Gte, Lt, Lte, Between)
 
 
-def _coerce(model: type[Model], name: str, value: Any) -> Any:
-    if value is None:
-        raise QueryError(f"{model.__name__}.{name}: a range bound cannot be None")
+def coerce_value(model: type[Model], name: str, value: Any) -> Any:
+    """`value` as field `name` of `model` holds it (QueryError naming the field if it can't)."""
     try:
-        return field_adapter(model, name).validate_python(value)
+        return coerce_field(model, name, value)
     except ValidationError as error:
         problem = error.errors()[0]["msg"]
         raise QueryError(
@@ -75,17 +74,23 @@ def _coerce(model: type[Model], name: str, value: Any) -> Any:
         ) from None
 
 
+def _bound(model: type[Model], name: str, value: Any) -> Any:
+    if value is None:
+        raise QueryError(f"{model.__name__}.{name}: a range bound cannot be None")
+    return coerce_value(model, name, value)
+
+
 def _normalise(model: type[Model], name: str, condition: Any) -> Any:
     if name not in model.model_fields:
         raise QueryError(f"{model.__name__} has no field {name!r} to query on")
     match condition:
         case Between(low, high):
-            return Between(_coerce(model, name, low), _coerce(model, name, high))
+            return Between(_bound(model, name, low), _bound(model, name, high))
         case Gt(value) | Gte(value) | Lt(value) | Lte(value):
-            return type(condition)(_coerce(model, name, value))
+            return type(condition)(_bound(model, name, value))
         case None:
             return None
-    return _coerce(model, name, condition)
+    return coerce_value(model, name, condition)
 
 
 @dataclass(frozen=True)

@@ -2,42 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from ..engine.base import ReadView, Transaction
-from ..engine.keys import pack, unpack
+from ..engine.keys import Versionstamp, pack, unpack
+from ..engine.limits import Limits
 from . import codec
 from .concurrent import gather_all
-from .errors import ValueTooLargeError
+from .errors import QueryError, ValueTooLargeError
 from .keyspace import write
 from .model import Model
 
 __all__ = ["RecordKeys", "Stored"]
 
-M = TypeVar("M", bound=Model)
+#: Bodies larger than this are encoded, decoded and checked off the event loop.
+OFF_LOOP_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """A record as read, with what a later write needs to know about its stored form."""
+    """A record as read, with its stored body (to tell whether a write changes anything) and
+    whether it is split (so a write clears its parts)."""
 
     record: Model
+    body: bytes
     split: bool
 
 
 class RecordKeys:
     """The record keys of one model in one tenant."""
 
-    def __init__(self, prefix: bytes, model: type[Model], tenant: str, value_limit: int) -> None:
+    def __init__(self, prefix: bytes, model: type[Model], tenant: str, limits: Limits) -> None:
         self.prefix = prefix
         self.model = model
         self.tenant = tenant
-        self.value_limit = value_limit
+        self.limits = limits
 
     def key(self, primary_key: Any) -> bytes:
-        return pack((primary_key,), self.prefix)
+        if isinstance(primary_key, Versionstamp) and not primary_key.is_complete():
+            raise QueryError(
+                f"{self.model.__name__}: this record's versionstamp id is assigned when its "
+                "transaction commits; use it after the commit"
+            )
+        key = pack((primary_key,), self.prefix)
+        if len(key) > self.limits.key_size:
+            raise ValueTooLargeError(
+                f"{self.model.__name__}: a primary key of {len(key)} bytes as a key is over "
+                f"the {self.limits.key_size}-byte key limit"
+            )
+        return key
 
     def parts_range(self, key: bytes) -> tuple[bytes, bytes]:
         return key + b"\x00", key + b"\xff"
@@ -45,10 +61,7 @@ class RecordKeys:
     def _what(self, primary_key: Any) -> str:
         return f"{self.model.__name__} {primary_key!r}"
 
-    def _decode(self, primary_key: Any, body: bytes) -> Model:
-        record = codec.decode(self.model, primary_key, body)
-        record._fdbsync_tenant = self.tenant
-        return record
+    # -- reading ---------------------------------------------------------------------------
 
     async def load(self, tr: ReadView, primary_key: Any) -> Stored | None:
         return (await self.load_many(tr, [primary_key]))[0]
@@ -60,49 +73,116 @@ class RecordKeys:
             found = [await tr.get(keys[0])]
         else:
             found = await tr.get_many(keys)
-        loaded: list[Stored | None] = []
-        split: list[tuple[int, codec.SplitHeader]] = []
-        for primary_key, value in zip(primary_keys, found, strict=True):
-            header = None if value is None else codec.read_header(value)
-            if value is None:
-                loaded.append(None)
-            elif header is None:
-                loaded.append(Stored(self._decode(primary_key, value), split=False))
-            else:
-                split.append((len(loaded), header))
-                loaded.append(None)
-        if split:
-            parts = await gather_all(
-                *(tr.get_range(*self.parts_range(keys[i])).to_list() for i, _ in split)
-            )
-            for (i, header), rows in zip(split, parts, strict=True):
-                body = codec.join_parts(
-                    header, [kv.value for kv in rows], self._what(primary_keys[i])
-                )
-                loaded[i] = Stored(self._decode(primary_keys[i], body), split=True)
-        return loaded
+        headers = [None if value is None else codec.read_header(value) for value in found]
+        split = [i for i, header in enumerate(headers) if header is not None]
+        parts = await gather_all(
+            *(tr.get_range(*self.parts_range(keys[i])).to_list() for i in split)
+        )
+        bodies: list[bytes | None] = list(found)
+        for i, rows in zip(split, parts, strict=True):
+            bodies[i] = await self._join(primary_keys[i], headers[i], [kv.value for kv in rows])
+        return [
+            None if body is None else await self._stored(pk, body, headers[i] is not None)
+            for i, (pk, body) in enumerate(zip(primary_keys, bodies, strict=True))
+        ]
 
-    def store(
-        self,
-        tr: Transaction,
-        record: Model,
-        body: bytes,
-        *,
-        was_split: bool,
-        max_size: int | None,
-    ) -> None:
+    async def scan(
+        self, tr: ReadView, begin: bytes, end: bytes, *, limit: int | None, reverse: bool
+    ) -> tuple[list[Model], bytes | None]:
+        """Up to `limit` records with keys in [begin, end), and the key to continue from.
+
+        With a limit, rows are read in pages of about the records still wanted, so the read
+        (and its conflict range) stops near the last record returned. The continuation key is
+        the last record's key going backwards, and the end of its parts going forwards.
+        """
+        records: list[Model] = []
+        last: bytes | None = None
+        parts: list[bytes] = []
+        # Forwards, a split record's header comes before its parts; backwards, after them.
+        pending: tuple[Any, codec.SplitHeader] | None = None
+        if limit == 0:
+            return records, last
+        while True:
+            want = 0 if limit is None else limit - len(records) + (1 if pending else 0)
+            rows = await tr.get_range(begin, end, limit=want, reverse=reverse).to_list()
+            for key, value in rows:
+                element = unpack(key, len(self.prefix))
+                if len(element) == 2:
+                    parts.append(value)
+                    continue
+                if pending is not None:
+                    records.append(await self._finish(pending, parts, reverse))
+                    pending = None
+                    if limit is not None and len(records) >= limit:
+                        return records, last
+                primary_key = element[0]
+                header = codec.read_header(value)
+                last = key if reverse else self.parts_range(key)[1]
+                if header is None:
+                    records.append((await self._stored(primary_key, value, False)).record)
+                elif reverse:
+                    records.append(await self._finish((primary_key, header), parts, reverse))
+                else:
+                    pending = (primary_key, header)
+                if limit is not None and len(records) >= limit:
+                    return records, last
+            if not rows or (limit is None or len(rows) < want):
+                break  # the range is exhausted
+            begin, end = (begin, rows[-1].key) if reverse else (rows[-1].key + b"\x00", end)
+        if pending is not None:
+            records.append(await self._finish(pending, parts, reverse))
+        return records, last
+
+    async def _finish(
+        self, pending: tuple[Any, codec.SplitHeader], parts: list[bytes], reverse: bool
+    ) -> Model:
+        primary_key, header = pending
+        ordered = parts[::-1] if reverse else list(parts)
+        parts.clear()
+        body = await self._join(primary_key, header, ordered)
+        return (await self._stored(primary_key, body, True)).record
+
+    async def _join(
+        self, primary_key: Any, header: codec.SplitHeader | None, parts: list[bytes]
+    ) -> bytes:
+        assert header is not None
+        what = self._what(primary_key)
+        if header.length > OFF_LOOP_BYTES:
+            return await asyncio.to_thread(codec.join_parts, header, parts, what)
+        return codec.join_parts(header, parts, what)
+
+    async def _stored(self, primary_key: Any, body: bytes, split: bool) -> Stored:
+        if len(body) > OFF_LOOP_BYTES:
+            record = await asyncio.to_thread(codec.decode, self.model, primary_key, body)
+        else:
+            record = codec.decode(self.model, primary_key, body)
+        record._fdbsync_tenant = self.tenant
+        return Stored(record, body, split)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def store(self, tr: Transaction, record: Model, body: bytes, *, was_split: bool) -> None:
+        """Write `record`'s body (split when over the value limit) at its key."""
         primary_key = getattr(record, self.model.__fdbsync__.primary_key)
+        max_size = self.model.__fdbsync__.max_value_size
         if max_size is not None and len(body) > max_size:
             raise ValueTooLargeError(
                 f"{self._what(primary_key)}: the record encodes to {len(body)} bytes, over "
                 f"{self.model.__name__}'s max_value_size of {max_size}"
             )
-        if was_split:
-            tr.clear_range(*self.parts_range(self.key(primary_key)))
-        if len(body) <= self.value_limit:
+        if len(body) > self.limits.transaction_size // 2:
+            raise ValueTooLargeError(
+                f"{self._what(primary_key)}: the record encodes to {len(body)} bytes; a "
+                f"transaction holds at most {self.limits.transaction_size} bytes"
+            )
+        if not (isinstance(primary_key, Versionstamp) and not primary_key.is_complete()):
+            key = self.key(primary_key)  # checks the key's size
+            if was_split:
+                tr.clear_range(*self.parts_range(key))
+        if len(body) <= self.limits.value_size:
             write(tr, self.prefix, (primary_key,), body)
             return
-        header, parts = codec.split(body, self.value_limit)
+        header, parts = codec.split(body, self.limits.value_size)
         write(tr, self.prefix, (primary_key,), header)
         for number, part in enumerate(parts):
             write(tr, self.prefix, (primary_key, number), part)
@@ -113,56 +193,10 @@ class RecordKeys:
         if was_split:
             tr.clear_range(*self.parts_range(key))
 
-    async def scan(
-        self, tr: ReadView, begin: bytes, end: bytes, *, limit: int | None, reverse: bool
-    ) -> tuple[list[Model], bytes | None]:
-        """Up to `limit` records with keys in [begin, end), and the key to continue from.
 
-        The continuation key is the last record's key going backwards, and the end of its
-        parts going forwards, so a next scan starts exactly after it.
-        """
-        records: list[Model] = []
-        parts: list[bytes] = []
-        # Forwards, a split record's header comes before its parts; backwards, after them.
-        pending: tuple[Any, codec.SplitHeader] | None = None
-        last: bytes | None = None
-
-        def full() -> bool:
-            return limit is not None and len(records) >= limit
-
-        if full():
-            return records, None
-        async for key, value in tr.get_range(begin, end, reverse=reverse):
-            element = unpack(key, len(self.prefix))
-            if len(element) == 2:
-                parts.append(value)
-                continue
-            if pending is not None:
-                records.append(self._join(pending, parts, reverse))
-                pending = None
-                if full():
-                    break
-            primary_key = element[0]
-            last = key if reverse else self.parts_range(key)[1]
-            header = codec.read_header(value)
-            if header is None:
-                records.append(self._decode(primary_key, value))
-            elif reverse:
-                records.append(self._join((primary_key, header), parts, reverse))
-            else:
-                pending = (primary_key, header)
-            if full():
-                break
-        if pending is not None:
-            records.append(self._join(pending, parts, reverse))
-        return records, last
-
-    def _join(
-        self, pending: tuple[Any, codec.SplitHeader], parts: list[bytes], reverse: bool
-    ) -> Model:
-        primary_key, header = pending
-        if reverse:
-            parts.reverse()
-        body = codec.join_parts(header, parts, self._what(primary_key))
-        parts.clear()
-        return self._decode(primary_key, body)
+async def encode_record(record: Model) -> bytes:
+    """The record's body; a record that looks large is encoded off the event loop."""
+    rough = sum(len(value) for value in record.__dict__.values() if isinstance(value, str | bytes))
+    if rough > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(codec.encode, record)
+    return codec.encode(record)

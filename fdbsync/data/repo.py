@@ -15,25 +15,27 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from ..engine.base import Engine, Transaction, Watch
-from ..engine.errors import FDBError
 from ..engine.keys import Versionstamp, unpack
-from . import codec
 from .concurrent import gather_all
 from .errors import (
     DuplicateKeyError,
     FieldError,
     IndexNotReadyError,
     MissingIndexError,
+    ModelDefinitionError,
     QueryError,
     RecordNotFoundError,
     TenancyError,
+    TenantNotFoundError,
     UnknownModelError,
+    ValueTooLargeError,
 )
 from .indexes import COUNTERS, Counters, Index, Indexer, SchemaMetadata
 from .keyspace import IndexSpace, TenantSpace, tenant_registry_key
 from .model import Model, primary_key_of, tenant_of
-from .query import Query
-from .records import RecordKeys, Stored
+from .query import Query, coerce_value
+from .records import RecordKeys, Stored, encode_record
+from .scoped import ScopedTransaction
 
 __all__ = ["Repo"]
 
@@ -42,6 +44,9 @@ T = TypeVar("T")
 
 READY = "ready"
 BUILDING = "building"
+
+
+_USER_VERSIONS = 1 << 16  # a versionstamp's 2-byte user version
 
 
 @dataclass
@@ -53,8 +58,14 @@ class _Attempt:
     stamped: list[tuple[Model, int]] = field(default_factory=list)
 
     def next_user_version(self, record: Model) -> int:
-        self.stamped.append((record, len(self.stamped)))
-        return len(self.stamped) - 1
+        number = len(self.stamped)
+        if number >= _USER_VERSIONS:
+            raise ValueTooLargeError(
+                f"{type(record).__name__}: one transaction can insert at most {_USER_VERSIONS} "
+                "records with versionstamp ids"
+            )
+        self.stamped.append((record, number))
+        return number
 
     def complete(self, versionstamp: bytes) -> None:
         """Give records inserted with a versionstamp id their final id."""
@@ -107,10 +118,12 @@ class Repo:
 
     @property
     def transaction_handle(self) -> Transaction:
-        """The engine transaction inside `transaction()`, for raw key-value access."""
+        """Raw key-value access inside `transaction()`, confined to this repo's tenant (build
+        keys with `keyspace.user(...)`). The Repo commits and retries it."""
         if self._attempt is None:
             raise RuntimeError("raw key-value access needs a Repo.transaction()")
-        return self._attempt.tr
+        space = self._require_space()
+        return ScopedTransaction(self._attempt.tr, space.prefix, space.tenant)
 
     def _bind(self, space: TenantSpace | None = None, attempt: _Attempt | None = None) -> Repo:
         bound = object.__new__(Repo)
@@ -146,7 +159,7 @@ class Repo:
                 space.record_prefix(model.__fdbsync__.source),
                 model,
                 space.tenant,
-                self.engine.limits.value_size,
+                self.engine.limits,
             )
             self._record_keys[model] = keys
         return keys
@@ -159,6 +172,12 @@ class Repo:
             )
             self._index_spaces[(model, indexer.name)] = found
         return found
+
+    def _primary_key(self, model: type[Model], value: Any) -> Any:
+        """`value` as `model`'s primary key field holds it (a UUID given as a str, say)."""
+        if isinstance(value, Versionstamp):
+            return value
+        return coerce_value(model, model.__fdbsync__.primary_key, value)
 
     def _claim(self, record: Model) -> type[Model]:
         model = self._check_model(type(record))
@@ -186,24 +205,20 @@ class Repo:
         retry_limit: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (FDB's timeout option)
     ) -> T:
-        """FDB's retry loop around `op`, finishing versionstamp ids after the commit."""
-        tr = self.engine.create_transaction()
-        tr.set_retry_limit(retry_limit)
-        tr.set_timeout(timeout)
-        try:
-            while True:
-                attempt = _Attempt(tr)
-                try:
-                    result = await op(attempt)
-                    stamp = _versionstamp(tr) if attempt.stamped else None
-                    await tr.commit()
-                    if stamp is not None:
-                        attempt.complete(await stamp)
-                    return result
-                except FDBError as error:
-                    await tr.on_error(error)
-        finally:
-            tr.cancel()
+        """The engine's retry loop around `op`, finishing versionstamp ids after the commit."""
+
+        async def once(tr: Transaction) -> tuple[_Attempt, T, asyncio.Future[bytes] | None]:
+            attempt = _Attempt(tr)
+            result = await op(attempt)
+            # Asked for before the commit, as FDB requires; known after it.
+            return attempt, result, _versionstamp(tr) if attempt.stamped else None
+
+        attempt, result, stamp = await self.engine.transact(
+            once, retry_limit=retry_limit, timeout=timeout
+        )
+        if stamp is not None:
+            attempt.complete(await stamp)
+        return result
 
     async def _guarded(
         self,
@@ -224,7 +239,7 @@ class Repo:
         if isinstance(registered, BaseException):
             raise registered
         if registered is None:
-            raise TenancyError(f"tenant {space.tenant!r} does not exist (any more)")
+            raise TenantNotFoundError(f"tenant {space.tenant!r} does not exist (any more)")
         if isinstance(result, BaseException):
             raise result
         done: T = result
@@ -259,6 +274,7 @@ class Repo:
     async def get(self, model: type[M], primary_key: Any) -> M | None:
         """The record with this primary key, or None."""
         keys = self._records(self._check_model(model))
+        primary_key = self._primary_key(model, primary_key)
 
         async def op(attempt: _Attempt) -> M | None:
             stored = await keys.load(attempt.tr, primary_key)
@@ -269,9 +285,10 @@ class Repo:
     async def get_many(self, model: type[M], primary_keys: Sequence[Any]) -> list[M | None]:
         """The records with these primary keys (None where missing), read concurrently."""
         keys = self._records(self._check_model(model))
+        wanted = [self._primary_key(model, pk) for pk in primary_keys]
 
         async def op(attempt: _Attempt) -> list[M | None]:
-            found = await keys.load_many(attempt.tr, primary_keys)
+            found = await keys.load_many(attempt.tr, wanted)
             return [None if s is None else s.record for s in found]  # type: ignore[misc]
 
         return await self._run(op)
@@ -354,8 +371,6 @@ class Repo:
         """One page of a query's results, from `cursor` (exclusive) on."""
         tr = attempt.tr
         keys = self._records(query.model)
-        if query.limit == 0:
-            return [], None
         if not query.conditions:
             begin, end = self._require_space().records(query.model.__fdbsync__.source)
             if cursor is not None:
@@ -365,11 +380,15 @@ class Repo:
             )
             return records, last  # type: ignore[return-value]
         candidates = self._plan(query)
-        if len(candidates) > 1:  # use the first that is built
+        if query.limit == 0:  # nothing to read; the query was still checked
+            return [], None
+        if len(candidates) > 1:  # use the first that is built (one more round trip)
             states = await gather_all(
                 *(self._index_state(tr, query.model, c[0]) for c in candidates)
             )
-            ready = [c for c, state in zip(candidates, states, strict=True) if _is_ready(state)]
+            ready = [
+                c for c, state in zip(candidates, states, strict=True) if _is_ready(state, c[0])
+            ]
             candidates = ready[:1] or candidates[:1]
         indexer, space, (begin, end) = candidates[0]
         if cursor is not None:
@@ -379,7 +398,7 @@ class Repo:
             self._index_state(tr, query.model, indexer),
             tr.get_range(begin, end, limit=query.limit or 0, reverse=query.descending).to_list(),
         )
-        if not _is_ready(state):
+        if not _is_ready(state, indexer):
             raise IndexNotReadyError(
                 f"{query.model.__name__} index {indexer.name!r} is declared but not built for "
                 f"tenant {self._require_space().tenant!r}: run `await repo.build_indexes("
@@ -425,19 +444,16 @@ class Repo:
 
     async def insert_all(self, records: Sequence[M]) -> list[M]:
         """Store several new records in one transaction: all of them or none."""
-        seen: set[Any] = set()
-        for record in records:
-            key = (type(record), primary_key_of(record))
-            if isinstance(key[1], Versionstamp) and not key[1].is_complete():
-                continue
-            if key in seen:
-                raise DuplicateKeyError(
-                    f"{type(record).__name__} {key[1]!r} appears twice in insert_all"
-                )
-            seen.add(key)
+        prepared = [self._prepare(record) for record in records]
 
         async def op(attempt: _Attempt) -> list[M]:
-            return await gather_all(*(self._put(attempt, record, "error") for record in records))
+            new = [self._stamp(attempt, record) for record in prepared]
+            await self._check_absent(attempt, new)
+            staged = self._staged(attempt)
+            for record in new:
+                await self._write(staged, self._records(type(record)), None, record)
+            staged.apply()
+            return new
 
         return await self._run(op, writes=True)
 
@@ -459,23 +475,22 @@ class Repo:
         model = self._claim(record)
         primary_key = primary_key_of(record)
         if changes is None:
-            changes = {name: getattr(record, name) for name in model.model_fields}
+            changes = _fields(record)
         unknown = [name for name in changes if name not in model.model_fields]
         if unknown:
             raise FieldError(f"{model.__name__} has no field(s) {', '.join(unknown)}")
         name = model.__fdbsync__.primary_key
-        if name in changes and changes[name] != primary_key:
+        if name in changes and self._primary_key(model, changes[name]) != primary_key:
             raise FieldError(f"{model.__name__}.{name}: the primary key cannot change")
         keys = self._records(model)
 
         async def op(attempt: _Attempt) -> M:
-            stored = await keys.load(attempt.tr, primary_key)
-            if stored is None:
-                raise RecordNotFoundError(f"{model.__name__} {primary_key!r} is not stored")
-            old = stored.record
-            new = model.model_validate({**_fields(old), **changes})
+            stored = await self._load_existing(attempt, keys, primary_key)
+            new = model.model_validate({**_fields(stored.record), **changes, name: primary_key})
             new._fdbsync_tenant = keys.tenant
-            self._write(attempt.tr, keys, stored, new)
+            staged = self._staged(attempt)
+            await self._write(staged, keys, stored, new)
+            staged.apply()
             return new  # type: ignore[return-value]
 
         return await self._run(op, writes=True)
@@ -488,66 +503,111 @@ class Repo:
     async def delete_by_key(self, model: type[Model], primary_key: Any) -> None:
         """Delete the stored record with this primary key (RecordNotFoundError if none)."""
         keys = self._records(self._check_model(model))
+        primary_key = self._primary_key(model, primary_key)
 
         async def op(attempt: _Attempt) -> None:
-            stored = await keys.load(attempt.tr, primary_key)
-            if stored is None:
-                raise RecordNotFoundError(f"{model.__name__} {primary_key!r} is not stored")
-            keys.erase(attempt.tr, primary_key, was_split=stored.split)
+            stored = await self._load_existing(attempt, keys, primary_key)
+            staged = self._staged(attempt)
+            keys.erase(staged, primary_key, was_split=stored.split)
             for indexer in model.__fdbsync__.indexes:
-                indexer.clear(attempt.tr, self._index_space(model, indexer), stored.record)
+                indexer.clear(staged, self._index_space(model, indexer), stored.record)
+            staged.apply()
 
         await self._run(op, writes=True)
+
+    def _prepare(self, record: M) -> M:
+        """A validated copy of `record` to store in this tenant (nothing is written yet)."""
+        model = self._claim(record)
+        fresh = model.model_validate(_fields(record))  # a model_construct()ed record, too
+        fresh._fdbsync_tenant = self._require_space().tenant
+        return fresh  # type: ignore[return-value]
+
+    def _stamp(self, attempt: _Attempt, record: M) -> M:
+        """`record`, with an incomplete versionstamp id numbered within this transaction."""
+        primary_key = primary_key_of(record)
+        if not (isinstance(primary_key, Versionstamp) and not primary_key.is_complete()):
+            return record
+        stamped = record.model_copy()
+        number = attempt.next_user_version(stamped)
+        setattr(stamped, record.__fdbsync__.primary_key, Versionstamp(user_version=number))
+        return stamped
+
+    async def _check_absent(self, attempt: _Attempt, records: Sequence[Model]) -> None:
+        """DuplicateKeyError if two records share a primary key or one is stored already."""
+        by_model: dict[type[Model], list[Any]] = {}
+        for record in records:
+            primary_key = primary_key_of(record)
+            if not isinstance(primary_key, Versionstamp):
+                by_model.setdefault(type(record), []).append(primary_key)
+        for model, primary_keys in by_model.items():
+            if len(set(primary_keys)) < len(primary_keys):
+                twice = next(pk for pk in primary_keys if primary_keys.count(pk) > 1)
+                raise DuplicateKeyError(f"{model.__name__} {twice!r} appears twice")
+        found = await gather_all(
+            *(self._records(m).load_many(attempt.tr, pks) for m, pks in by_model.items())
+        )
+        for (model, primary_keys), stored in zip(by_model.items(), found, strict=True):
+            for primary_key, existing in zip(primary_keys, stored, strict=True):
+                if existing is not None:
+                    raise DuplicateKeyError(f"{model.__name__} {primary_key!r} is already stored")
 
     async def _put(
         self, attempt: _Attempt, record: M, on_conflict: Literal["error", "replace", "nothing"]
     ) -> M:
-        model = self._claim(record)
-        keys = self._records(model)
-        new = record.model_copy()
-        new._fdbsync_tenant = keys.tenant
+        new = self._stamp(attempt, self._prepare(record))
+        keys = self._records(type(new))
         primary_key = primary_key_of(new)
-        if isinstance(primary_key, Versionstamp) and not primary_key.is_complete():
-            name = model.__fdbsync__.primary_key
-            setattr(new, name, Versionstamp(user_version=attempt.next_user_version(new)))
-            self._write(attempt.tr, keys, None, new)
-            return new
-        stored = await keys.load(attempt.tr, primary_key)
+        stored = None
+        if not (isinstance(primary_key, Versionstamp) and not primary_key.is_complete()):
+            stored = await keys.load(attempt.tr, primary_key)
         if stored is not None:
             if on_conflict == "error":
-                raise DuplicateKeyError(f"{model.__name__} {primary_key!r} is already stored")
+                raise DuplicateKeyError(f"{type(new).__name__} {primary_key!r} is already stored")
             if on_conflict == "nothing":
                 return stored.record  # type: ignore[return-value]
-        self._write(attempt.tr, keys, stored, new)
+        staged = self._staged(attempt)
+        await self._write(staged, keys, stored, new)
+        staged.apply()
         return new
 
-    def _write(self, tr: Transaction, keys: RecordKeys, stored: Stored | None, new: Model) -> None:
-        """Store `new` over `stored` (None: a new record) with its index entries and counters."""
+    async def _load_existing(self, attempt: _Attempt, keys: RecordKeys, primary_key: Any) -> Stored:
+        stored = await keys.load(attempt.tr, primary_key)
+        if stored is None:
+            raise RecordNotFoundError(f"{keys.model.__name__} {primary_key!r} is not stored")
+        return stored
+
+    def _staged(self, attempt: _Attempt) -> ScopedTransaction:
+        """Writes held back until `apply()`, so a write that fails half-way leaves nothing."""
+        space = self._require_space()
+        return ScopedTransaction(attempt.tr, space.prefix, space.tenant, staged=True)
+
+    async def _write(
+        self, tr: Transaction, keys: RecordKeys, stored: Stored | None, new: Model
+    ) -> bool:
+        """Store `new` over `stored` (None: a new record) with its index entries and counters;
+        False, writing nothing, when the stored body would not change."""
+        body = await encode_record(new)
+        if stored is not None and stored.body == body:
+            return False
         model = keys.model
-        if stored is not None and _fields(stored.record) == _fields(new):
-            return
-        keys.store(
-            tr,
-            new,
-            codec.encode(new),
-            was_split=stored is not None and stored.split,
-            max_size=model.__fdbsync__.max_value_size,
-        )
+        keys.store(tr, new, body, was_split=stored is not None and stored.split)
         for indexer in model.__fdbsync__.indexes:
             space = self._index_space(model, indexer)
             if stored is None:
                 indexer.set(tr, space, new)
             else:
                 indexer.update(tr, space, stored.record, new)
+        return True
 
     # -- watches and counters ------------------------------------------------------------
 
     async def watch(self, model: type[Model], primary_key: Any) -> Watch:
         """A watch on one record, stored or not yet: it fires when the record changes."""
         keys = self._records(self._check_model(model))
+        key = keys.key(self._primary_key(model, primary_key))
 
         async def op(attempt: _Attempt) -> Watch:
-            return attempt.tr.watch(keys.key(primary_key))
+            return attempt.tr.watch(key)
 
         return await self._run(op)
 
@@ -602,19 +662,16 @@ class Repo:
     # -- index builds --------------------------------------------------------------------
 
     async def index_states(self, model: type[Model]) -> dict[str, str | None]:
-        """Each declared index's build state in this tenant: "ready", "building" or None."""
+        """Each declared index's build state in this tenant: "ready", "building", or None when
+        it was never built (or was built with another definition under the same name)."""
         model = self._check_model(model)
-        space = self._require_space()
-        source = model.__fdbsync__.source
 
         async def op(attempt: _Attempt) -> dict[str, str | None]:
-            names = [indexer.name for indexer in model.__fdbsync__.indexes]
-            found = await gather_all(
-                *(attempt.tr.get(space.index_state(source, name)) for name in names)
-            )
+            indexers = model.__fdbsync__.indexes
+            found = await gather_all(*(self._index_state(attempt.tr, model, i) for i in indexers))
             return {
-                name: None if value is None else json.loads(value)["state"]
-                for name, value in zip(names, found, strict=True)
+                indexer.name: _state_of(value, indexer)
+                for indexer, value in zip(indexers, found, strict=True)
             }
 
         return await self._run(op)
@@ -622,7 +679,7 @@ class Repo:
     async def build_indexes(
         self,
         model: type[Model],
-        names: Iterable[str] | None = None,
+        names: str | Iterable[str] | None = None,
         *,
         batch_size: int = 500,
     ) -> list[str]:
@@ -631,13 +688,14 @@ class Repo:
 
         Writes keep every declared index current, built or not, so a build that runs while
         the application writes still ends consistent: it only adds the entries of records
-        stored before the index was declared, and setting an entry twice is harmless.
+        stored before the index was declared, and setting an entry twice is harmless. An index
+        declared anew under an old name loses the old entries first.
         """
         model = self._check_model(model)
         space = self._require_space()
         source = model.__fdbsync__.source
         states = await self.index_states(model)
-        wanted = set(states) if names is None else set(names)
+        wanted = set(states) if names is None else {names} if isinstance(names, str) else set(names)
         unknown = wanted - set(states)
         if unknown:
             raise MissingIndexError(f"{model.__name__} declares no index named {sorted(unknown)}")
@@ -645,19 +703,23 @@ class Repo:
         for indexer in model.__fdbsync__.indexes:
             if indexer.name not in wanted or states[indexer.name] == READY:
                 continue
-            state_key = space.index_state(source, indexer.name)
-            await self._set_state(state_key, indexer, BUILDING)
+            await self._set_state(model, indexer, BUILDING)
             visit = indexer.create_range(space.records(source))
             if visit is not None:
                 await self._build(model, indexer, visit, batch_size)
-            await self._set_state(state_key, indexer, READY)
+            await self._set_state(model, indexer, READY)
             built.append(indexer.name)
         return built
 
-    async def _set_state(self, key: bytes, indexer: Indexer, state: str) -> None:
+    async def _set_state(self, model: type[Model], indexer: Indexer, state: str) -> None:
+        key = self._require_space().index_state(model.__fdbsync__.source, indexer.name)
         value = json.dumps({**indexer.describe(), "state": state}).encode()
 
         async def op(attempt: _Attempt) -> None:
+            if state == BUILDING:
+                old = await attempt.tr.get(key)
+                if old is not None and _state_of(old, indexer) is None:  # another definition
+                    attempt.tr.clear_range(*self._index_space(model, indexer).range())
             attempt.tr.set(key, value)
 
         await self._run(op, writes=True)
@@ -693,8 +755,17 @@ def _versionstamp(tr: Transaction) -> asyncio.Future[bytes]:
     return stamp
 
 
-def _is_ready(state: bytes | None) -> bool:
-    return state is not None and json.loads(state).get("state") == READY
+def _state_of(stored: bytes | None, indexer: Indexer) -> str | None:
+    """The build state stored for `indexer`; None if none, or if it describes another index."""
+    if stored is None:
+        return None
+    found = json.loads(stored)
+    state = found.pop("state", None)
+    return state if found == indexer.describe() else None
+
+
+def _is_ready(stored: bytes | None, indexer: Indexer) -> bool:
+    return _state_of(stored, indexer) == READY
 
 
 def _fields(record: Model) -> dict[str, Any]:
@@ -702,8 +773,6 @@ def _fields(record: Model) -> dict[str, Any]:
 
 
 def _check_sources(models: Sequence[type[Model]]) -> None:
-    from .errors import ModelDefinitionError
-
     seen: dict[str, type[Model]] = {}
     for model in models:
         if not (isinstance(model, type) and issubclass(model, Model)):
