@@ -601,10 +601,23 @@ class Repo:
 
     # -- watches and counters ------------------------------------------------------------
 
+    def record_key(self, model: type[Model], primary_key: Any) -> bytes:
+        """The key a record lives at (stored or not): the key to watch for its changes."""
+        keys = self._records(self._check_model(model))
+        return keys.key(self._primary_key(model, primary_key))
+
+    def counter_key(
+        self, model: type[Model], counter: str = "changes", by: Mapping[str, Any] | None = None
+    ) -> bytes:
+        """The key of one SchemaMetadata counter: the key to watch for a collection's changes."""
+        if counter not in COUNTERS:
+            raise ValueError(f"counter is one of {', '.join(COUNTERS)}, not {counter!r}")
+        indexer, space, values = self._metadata(model, by)
+        return indexer.counter_key(space, values, counter)
+
     async def watch(self, model: type[Model], primary_key: Any) -> Watch:
         """A watch on one record, stored or not yet: it fires when the record changes."""
-        keys = self._records(self._check_model(model))
-        key = keys.key(self._primary_key(model, primary_key))
+        key = self.record_key(model, primary_key)
 
         async def op(attempt: _Attempt) -> Watch:
             return attempt.tr.watch(key)
@@ -649,10 +662,7 @@ class Repo:
     ) -> Watch:
         """A watch on one SchemaMetadata counter (inserts, deletes, collection, updates,
         changes), for the model or one value of its `by` fields."""
-        if counter not in COUNTERS:
-            raise ValueError(f"counter is one of {', '.join(COUNTERS)}, not {counter!r}")
-        indexer, space, values = self._metadata(model, by)
-        key = indexer.counter_key(space, values, counter)
+        key = self.counter_key(model, counter, by)
 
         async def op(attempt: _Attempt) -> Watch:
             return attempt.tr.watch(key)

@@ -65,6 +65,12 @@ class Tenants:
             raise TenantNotFoundError(f"tenant {name!r} does not exist")
         return self._bound(name)
 
+    def bind(self, name: str) -> Repo:
+        """The repo bound to tenant `name`, without checking that it exists: reads of a missing
+        tenant find nothing, and writes to it fail. For callers that checked already."""
+        check_name(name)
+        return self._bound(name)
+
     async def exists(self, name: str) -> bool:
         check_name(name)
 

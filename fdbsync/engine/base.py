@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -61,6 +62,21 @@ class Watch(abc.ABC):
     @property
     @abc.abstractmethod
     def key(self) -> bytes: ...
+
+    def add_done_callback(self, fn: Callable[[Watch], None]) -> None:
+        """Call `fn(self)` on the event loop once the watch has fired, failed or been
+        cancelled (FDB's `on_ready`)."""
+        asyncio.ensure_future(_settled(self)).add_done_callback(lambda _: fn(self))
+
+    def error(self) -> BaseException | None:
+        """Once done: None if the watch fired, else why it did not (its error, or
+        CancelledError)."""
+        raise NotImplementedError
+
+
+async def _settled(watch: Watch) -> None:
+    with contextlib.suppress(BaseException):
+        await watch
 
 
 class ReadView(abc.ABC):

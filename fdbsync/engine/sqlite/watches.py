@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,14 @@ class SqliteWatch(Watch):
 
     def done(self) -> bool:
         return self.future.done()
+
+    def add_done_callback(self, fn: Callable[[Watch], None]) -> None:
+        self.future.add_done_callback(lambda _: fn(self))
+
+    def error(self) -> BaseException | None:
+        if self.future.cancelled():
+            return asyncio.CancelledError()
+        return self.future.exception()
 
     def __repr__(self) -> str:
         return f"<SqliteWatch key={self._key!r} done={self.done()}>"
