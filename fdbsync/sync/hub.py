@@ -190,7 +190,12 @@ class WatchHub:
             by_tenant: dict[str | None, list[SharedRead]] = {}
             for read in batch:
                 by_tenant.setdefault(read.tenant, []).append(read)
-            await asyncio.gather(*(self._refresh(reads) for reads in by_tenant.values()))
+            outcomes = await asyncio.gather(
+                *(self._refresh(reads) for reads in by_tenant.values()), return_exceptions=True
+            )
+            for outcome in outcomes:  # a bug here must not stop the hub for everyone
+                if isinstance(outcome, Exception):
+                    logger.error("re-read tick failed", exc_info=outcome)
 
     async def _refresh(self, batch: list[SharedRead]) -> None:
         """Re-read `batch` (one tenant), re-arm their watches, and tell their sessions."""
