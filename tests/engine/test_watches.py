@@ -316,3 +316,39 @@ async def test_too_many_watches(engine: Engine, limits: Limits) -> None:
     await fires(replacement)
     await fires(watches[1])
     assert not any(w.done() for w in watches[2:])
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+
+
+async def test_done_callback_reports_fire_failure_and_cancel(engine: Engine) -> None:
+    """add_done_callback calls back once the watch is done, and error() says how it ended:
+    None when it fired, the commit's error when it failed, CancelledError when cancelled."""
+    await store(engine, {b"k": b"old"})
+    ended: dict[str, asyncio.Future[BaseException | None]] = {}
+
+    def track(name: str, watch: Watch) -> None:
+        ended[name] = asyncio.get_running_loop().create_future()
+        watch.add_done_callback(lambda done: ended[name].set_result(done.error()))
+
+    fired = await arm(engine, b"k")
+    track("fired", fired)
+    cancelled = await arm(engine, b"k")
+    track("cancelled", cancelled)
+    conflicting = engine.create_transaction()
+    await conflicting.get(b"k")
+    failed = conflicting.watch(b"w")
+    track("failed", failed)
+    conflicting.set(b"k", b"mine")
+    assert not ended["fired"].done()  # not before it is done
+
+    cancelled.cancel()
+    await store(engine, {b"k": b"new"})
+    with pytest.raises(FDBError):
+        await conflicting.commit()
+    outcomes = {
+        name: await asyncio.wait_for(future, FIRES_WITHIN_S) for name, future in ended.items()
+    }
+    assert outcomes["fired"] is None
+    assert isinstance(outcomes["cancelled"], asyncio.CancelledError)
+    assert isinstance(outcomes["failed"], FDBError) and outcomes["failed"].code == 1020
