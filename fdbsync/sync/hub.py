@@ -155,6 +155,14 @@ class WatchHub:
                 read.settle(results[read], token, version)
         return results, version
 
+    @staticmethod
+    def _others(
+        sessions: Iterable[LiveSession], known: set[SharedRead], tenant: str | None
+    ) -> list[SharedRead]:
+        """The reads of `sessions` in `tenant` not in `known`."""
+        found = {r for s in sessions for r in s.shared_reads() if r.tenant == tenant}
+        return list(found - known)
+
     def _arm(self, handle: Any, reads: Iterable[SharedRead]) -> list[tuple[_KeyWatch, Watch]]:
         """New storage watches (armed when the transaction commits) for keys that lack one."""
         keys = {self._keys[read.key] for read in reads if read.key in self._keys}
@@ -201,18 +209,28 @@ class WatchHub:
         """Re-read `batch` (one tenant), re-arm their watches, and tell their sessions."""
         repo = batch[0].repo
         affected = {session for read in batch for session in read.sessions}
-        others = {r for s in affected for r in s.shared_reads() if r.tenant == repo.tenant}
-        others.difference_update(batch)
-        checked = list(others)
 
         async def once(tx: Repo) -> tuple[list[SharedRead], dict[SharedRead, Any], Any, Any]:
             handle = tx.transaction_handle
+            checked = self._others(affected, set(batch), repo.tenant)
             results, tokens = await asyncio.gather(
                 fetch_all(tx, batch), handle.get_many([r.key for r in [*batch, *checked]])
             )
             token_of = dict(zip([*batch, *checked], tokens, strict=True))
+            # Reads changed by the same writes whose own watch has not fired yet: re-read them
+            # too, and check the other reads of their sessions in turn.
             moved = [read for read in checked if token_of[read] != read.token]
-            if moved:  # changed by the same writes, but their own watch has not fired yet
+            frontier, seen = moved, set(affected)
+            while frontier:
+                sessions = {s for read in frontier for s in read.sessions} - seen
+                seen |= sessions
+                more = self._others(sessions, set(token_of), repo.tenant)
+                token_of.update(
+                    zip(more, await handle.get_many([r.key for r in more]), strict=True)
+                )
+                frontier = [read for read in more if token_of[read] != read.token]
+                moved += frontier
+            if moved:
                 results.update(await fetch_all(tx, moved))
             for outcome in results.values():
                 if isinstance(outcome, FDBError):
