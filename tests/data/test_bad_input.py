@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pytest
 from pydantic import ValidationError
@@ -24,9 +25,9 @@ from fdbsync.data import (
     SchemaMetadata,
     ValueTooLargeError,
 )
-from fdbsync.engine import Engine, KeyValue
+from fdbsync.engine import Engine, KeyValue, pack, strinc, unpack
 
-from .models import Capped, Everything, Person, person
+from .models import Capped, Event, Everything, Person, person
 
 
 class Reading(Model, source="test_bad_input_readings", indexes=[Index("value"), SchemaMetadata()]):
@@ -46,6 +47,40 @@ class ItemV2(
 ):
     id: int
     colour: str
+
+
+class LabelV1(Model, source="test_bad_input_labels", indexes=[Index("colour", name="by_attr")]):
+    """The labels model whose index "by_attr" is on colour..."""
+
+    id: int
+    colour: str
+    size: str
+
+
+class LabelV2(Model, source="test_bad_input_labels", indexes=[Index("size", name="by_attr")]):
+    """... and the next version, whose "by_attr" is on size."""
+
+    id: int
+    colour: str
+    size: str
+
+
+class GaugeV1(Model, source="test_bad_input_gauges"):
+    """The gauges model before it declared indexes: it stores values they cannot hold."""
+
+    id: int
+    value: float
+    label: str = ""
+
+
+class GaugeV2(
+    Model,
+    source="test_bad_input_gauges",
+    indexes=[Index("value"), Index("label"), SchemaMetadata(by=("value",))],
+):
+    id: int
+    value: float
+    label: str = ""
 
 
 async def every_key(engine: Engine) -> list[KeyValue]:
@@ -85,6 +120,30 @@ async def test_invalid_assignment_is_refused(repo: Repo) -> None:
     assert (await repo.counters(Person)).updates == 0
 
 
+async def test_records_that_skipped_validation_are_refused(repo: Repo) -> None:
+    """model_construct() and model_copy(update=...) do not validate; the Repo does, before
+    writing, so no record that cannot be read back is stored."""
+    ada = await repo.insert(person("ada", age=30))
+    before = await repo.counters(Person)
+    constructed = Person.model_construct(
+        id="bob", name="bob", email="bob@example.com", team="red", age="old"
+    )
+    copied = ada.model_copy(update={"id": "cy", "age": "old"})
+    replacing = ada.model_copy(update={"email": None})
+    for bad in (constructed, copied):
+        with pytest.raises(ValidationError, match="age"):
+            await repo.insert(bad)
+        with pytest.raises(ValidationError, match="age"):
+            await repo.upsert(bad)
+        with pytest.raises(ValidationError, match="age"):
+            await repo.insert_all([person("dee"), bad])
+    with pytest.raises(ValidationError, match="email"):
+        await repo.upsert(replacing)
+    assert await repo.all(Person) == [ada]
+    assert await repo.get_many(Person, ["bob", "cy"]) == [None, None]
+    assert await repo.counters(Person) == before
+
+
 def test_invalid_record_cannot_be_built() -> None:
     with pytest.raises(ValidationError, match="email"):
         Person(name="ada")  # type: ignore[call-arg]
@@ -115,6 +174,42 @@ async def test_nan_in_an_update_or_upsert(readings: Repo) -> None:
     assert await readings.all(Reading) == [stored]
     assert await readings.all_by(Reading, {"value": 1.5}) == [stored]
     assert await readings.counters(Reading) == Counters(inserts=1, collection=1, changes=1)
+
+
+async def test_records_stored_before_an_index_can_still_be_updated_and_deleted(
+    engine: Engine,
+) -> None:
+    """Records written by a model version without the indexes hold values they cannot take
+    (NaN; a label too long for a key). Such a value never got an entry, so updating or
+    deleting the record has none to clear: it works, and only the new value gets an entry."""
+    old = Repo(engine, models=[GaugeV1])
+    await old.insert_all(
+        [
+            GaugeV1(id=1, value=math.nan),
+            GaugeV1(id=2, value=math.nan),
+            GaugeV1(id=3, value=3.0, label="x" * 20_000),
+            GaugeV1(id=4, value=4.0, label="y" * 20_000),
+        ]
+    )
+    repo = Repo(engine, models=[GaugeV2])
+    one, three = await repo.get_many(GaugeV2, [1, 3])
+    assert one is not None and math.isnan(one.value)
+    assert three is not None
+    fixed = await repo.update(one, {"value": 1.0})
+    shortened = await repo.update(three, {"label": "short"})
+    await repo.delete_by_key(GaugeV2, 2)
+    four = await repo.get(GaugeV2, 4)
+    assert four is not None
+    await repo.delete(four)
+    assert await repo.all(GaugeV2) == [fixed, shortened]
+    assert await repo.counters(GaugeV2, {"value": 1.0}) == Counters(
+        inserts=1, collection=1, updates=1, changes=1
+    )
+
+    assert await repo.build_indexes(GaugeV2) == ["value", "label", "meta_by_value"]
+    assert await repo.all_by(GaugeV2, {"value": 1.0}) == [fixed]
+    assert await repo.all_by(GaugeV2, {"value": Gte(0.0)}) == [fixed, shortened]
+    assert await repo.all_by(GaugeV2, {"label": "short"}) == [shortened]
 
 
 async def test_nan_in_a_query(readings: Repo) -> None:
@@ -210,6 +305,36 @@ async def test_build_with_a_batch_size_that_divides_the_records(root: Repo, engi
     assert [i.id for i in await after.all_by(ItemV2, {"colour": "red"})] == list(range(9))
 
 
+async def test_an_index_redefined_under_its_old_name_is_not_ready_until_rebuilt(
+    engine: Engine,
+) -> None:
+    """The build state remembers the definition: under LabelV2, "by_attr" (now on size) is not
+    built, though LabelV1's "by_attr" (on colour) was; its build drops the colour entries,
+    which would otherwise answer {"size": "L"} with the label whose colour is "L"."""
+    old = Repo(engine, models=[LabelV1])
+    await old.build_indexes(LabelV1)
+    await old.insert_all(
+        [LabelV1(id=1, colour="red", size="L"), LabelV1(id=2, colour="L", size="S")]
+    )
+
+    new = Repo(engine, models=[LabelV2])
+    assert await new.index_states(LabelV2) == {"by_attr": None}
+    with pytest.raises(IndexNotReadyError, match="'by_attr'"):
+        await new.all_by(LabelV2, {"size": "L"})
+    with pytest.raises(IndexNotReadyError, match="'by_attr'"):
+        await new.get_by(LabelV2, {"size": "S"})
+
+    assert await new.build_indexes(LabelV2) == ["by_attr"]
+    assert await new.index_states(LabelV2) == {"by_attr": "ready"}
+    assert [label.id for label in await new.all_by(LabelV2, {"size": "L"})] == [1]
+    assert [label.id for label in await new.all_by(LabelV2, {"size": "S"})] == [2]
+    assert await new.all_by(LabelV2, {"size": "red"}) == []
+    prefix = pack(("", "i", "test_bad_input_labels", "by_attr"))
+    entries = await engine.create_transaction().get_range(prefix, strinc(prefix)).to_list()
+    assert [unpack(kv.key, len(prefix)) for kv in entries] == [("L", 1), ("S", 2)]
+    assert await old.index_states(LabelV1) == {"by_attr": None}  # now built for LabelV2
+
+
 # -- malformed queries -----------------------------------------------------------------------
 
 
@@ -223,6 +348,26 @@ async def test_query_value_of_the_wrong_type(repo: Repo) -> None:
         Query(Person, {"age": Between(1, "x")})
     with pytest.raises(QueryError, match=r"Person\.team"):
         await repo.get_by(Person, {"team": ["red"]})
+
+
+async def test_query_values_are_validated_like_the_model(repo: Repo) -> None:
+    """The model refuses naive datetimes and so does a query on the same field; a value of
+    the wrong type is a QueryError naming the field."""
+    naive = dt.datetime(2024, 1, 1)
+    aware = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        Everything(key=1, when=naive)
+    for condition in (naive, Gt(naive), Between(aware, naive)):
+        with pytest.raises(QueryError, match=r"Everything\.when") as raised:
+            Query(Everything, {"when": condition})
+        assert "timezone-aware" in str(raised.value)
+    with pytest.raises(QueryError, match=r"Everything\.when"):
+        await repo.all_by(Everything, {"when": naive})
+    assert Query(Everything, {"when": aware}).equalities == {"when": aware}
+    with pytest.raises(QueryError, match=r"Everything\.uid"):
+        Query(Everything, {"uid": "not a uuid"})
+    with pytest.raises(QueryError, match=r"Everything\.number"):
+        await repo.all_by(Everything, {"number": Lt("many")})
 
 
 async def test_two_range_conditions(repo: Repo) -> None:
@@ -292,6 +437,30 @@ async def test_update_to_an_index_key_over_the_key_limit(repo: Repo) -> None:
     assert await repo.get(Person, ada.id) == ada
     assert await repo.all_by(Person, {"email": "ada@example.com"}) == [ada]
     assert await repo.counters(Person) == before
+
+
+async def test_primary_key_over_the_key_limit(engine: Engine) -> None:
+    """The record's own key is checked before anything is written, and the error names the
+    model (not a bare engine error, nor an index entry that happens to hold the key)."""
+    repo = Repo(engine, models=[Person])
+    long = Person(id="k" * 20_000, name="ada", email="ada@example.com")
+    with pytest.raises(ValueTooLargeError, match="Person: a primary key") as raised:
+        await repo.insert(long)
+    assert "10000" in str(raised.value)
+    with pytest.raises(ValueTooLargeError, match="Person: a primary key"):
+        await repo.upsert(long)
+    with pytest.raises(ValueTooLargeError, match="Person: a primary key"):
+        await repo.insert_all([person("bob"), long])
+    assert await every_key(engine) == []
+
+
+async def test_too_many_versionstamped_inserts_in_one_transaction(repo: Repo) -> None:
+    """A versionstamp numbers at most 65,536 records per transaction (a 2-byte user version)."""
+    with pytest.raises(ValueTooLargeError, match="Event") as raised:
+        await repo.insert_all([Event(kind="k") for _ in range(65_537)])
+    assert "65536" in str(raised.value)
+    assert await repo.all(Event) == []
+    assert await repo.counters(Event) == Counters()
 
 
 async def test_failed_writes_leave_no_keys(engine: Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import uuid
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -20,13 +21,22 @@ from fdbsync.data import (
     QueryError,
     RecordNotFoundError,
     Repo,
+    SchemaMetadata,
     UnknownModelError,
     new_id,
     tenant_of,
 )
 from fdbsync.engine import Engine
 
-from .models import Address, Color, Event, Everything, Person, person
+from .models import Address, Blob, Color, Event, Everything, Person, person
+
+
+class Sample(Model, source="test_crud_samples", indexes=[SchemaMetadata()]):
+    """A float no index holds: it may be NaN."""
+
+    id: int
+    x: float = 0.0
+
 
 # -- insert ----------------------------------------------------------------------------------
 
@@ -215,6 +225,41 @@ async def test_update_that_changes_nothing_writes_nothing(store: Repo) -> None:
     assert (await store.counters(Person)).updates == before.updates + 1
 
 
+async def test_an_update_to_equal_decimals_with_other_digits_is_written(store: Repo) -> None:
+    """Decimal("1.00") == Decimal("1.0"), but the stored JSON keeps the digits: a change."""
+    stored = await store.insert(Everything(key=1, amount=Decimal("1.0")))
+    updated = await store.update(stored, {"amount": Decimal("1.00")})
+    assert str(updated.amount) == "1.00"
+    again = await store.get(Everything, 1)
+    assert again is not None and str(again.amount) == "1.00"
+
+
+async def test_an_upsert_of_negative_zero_over_zero_is_written(store: Repo) -> None:
+    await store.insert(Everything(key=1, real=0.0))
+    await store.upsert(Everything(key=1, real=-0.0))
+    stored = await store.get(Everything, 1)
+    assert stored is not None and math.copysign(1.0, stored.real) == -1.0
+
+
+async def test_a_record_holding_nan_rewritten_unchanged_writes_nothing(engine: Engine) -> None:
+    """NaN != NaN, yet a record still holding the same NaN is the same stored record."""
+    repo = Repo(engine, models=[Sample])
+    stored = await repo.insert(Sample(id=1, x=math.nan))
+    before = await repo.counters(Sample)
+    watch = await repo.watch(Sample, 1)
+
+    await repo.upsert(Sample(id=1, x=math.nan))
+    await repo.update(stored)
+    await repo.update(stored, {"x": float("nan")})
+    assert await repo.counters(Sample) == before
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(watch), 0.3)
+
+    await repo.update(stored, {"x": 1.0})
+    await asyncio.wait_for(watch, 5)
+    assert (await repo.counters(Sample)).updates == before.updates + 1
+
+
 async def test_update_record_after_mutating_it(store: Repo) -> None:
     ada = await store.insert(person("ada", age=30))
     ada.name = "Ada"
@@ -269,6 +314,31 @@ async def test_get_and_get_many(store: Repo) -> None:
     assert await store.get_many(Person, [bob.id, "missing", ada.id]) == [bob, None, ada]
     assert await store.get_many(Person, [ada.id]) == [ada]
     assert await store.get_many(Person, []) == []
+
+
+async def test_primary_keys_given_in_their_json_form(store: Repo) -> None:
+    """A UUID as a str and a versionstamp id as its 24 hex digits (as a URL or JSON body
+    carries them) find the record, as the model's own validation would read them."""
+    blob = await store.insert(Blob(data=b"x"))
+    event = await store.insert(Event(kind="a"))
+    uid, hex_id = str(blob.id), event.model_dump(mode="json")["id"]
+    assert isinstance(hex_id, str) and len(hex_id) == 24
+    assert await store.get(Blob, uid) == blob
+    assert await store.get(Event, hex_id) == event
+    assert await store.get_many(Blob, [uid, str(uuid.uuid4())]) == [blob, None]
+    assert await store.get_many(Event, [hex_id]) == [event]
+
+    watch = await store.watch(Blob, uid)
+    changed = await store.update(blob, {"id": uid, "data": b"y"})
+    assert changed.id == blob.id and changed.data == b"y"
+    await asyncio.wait_for(watch, 5)
+    with pytest.raises(FieldError, match="primary key"):
+        await store.update(changed, {"id": str(uuid.uuid4())})
+
+    await store.delete_by_key(Blob, uid)
+    await store.delete_by_key(Event, hex_id)
+    assert await store.all(Blob) == []
+    assert await store.all(Event) == []
 
 
 async def test_get_by(store: Repo) -> None:
@@ -503,3 +573,12 @@ async def test_unknown_model(engine: Engine) -> None:
         await people_only.get(dict, 1)  # type: ignore[type-var]
     assert await Repo(engine).all(Everything) == []
     assert await people_only.all(Person) == []
+
+
+async def test_insert_all_of_something_that_is_not_a_model(engine: Engine) -> None:
+    repo = Repo(engine, models=[Person])
+    with pytest.raises(UnknownModelError, match="dict"):
+        await repo.insert_all([{"id": 1}])  # type: ignore[type-var]
+    with pytest.raises(UnknownModelError, match="dict"):
+        await repo.insert_all([person("ada"), {"id": 1}])  # type: ignore[type-var]
+    assert await repo.all(Person) == []

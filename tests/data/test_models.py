@@ -64,6 +64,25 @@ def test_bad_declarations_are_refused_by_name(declare: object, message: str) -> 
         declare()  # type: ignore[operator]
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        Field(alias="displayName"),
+        Field(validation_alias="displayName"),
+        Field(serialization_alias="displayName"),
+    ],
+    ids=["alias", "validation_alias", "serialization_alias"],
+)
+def test_field_aliases_are_refused(field: object) -> None:
+    """Records are stored by field name; an alias would make them unreadable or unwritable."""
+    with pytest.raises(ModelDefinitionError, match="display_name"):
+        type(
+            "Aliased",
+            (Model,),
+            {"__annotations__": {"id": int, "display_name": str}, "display_name": field},
+        )
+
+
 def test_index_needs_a_field() -> None:
     with pytest.raises(ModelDefinitionError, match="at least one field"):
         Index()
@@ -112,3 +131,11 @@ async def test_a_query_uses_the_first_built_index_that_answers_it(engine: Engine
 async def test_building_an_undeclared_index_names_it(engine: Engine) -> None:
     with pytest.raises(MissingIndexError, match="Pet declares no index named \\['nope'\\]"):
         await Repo(engine).build_indexes(Pet, ["nope"])
+
+
+async def test_build_indexes_takes_a_single_name(engine: Engine) -> None:
+    repo = Repo(engine, models=[Pet])
+    assert await repo.build_indexes(Pet, "kind_by_name") == ["kind_by_name"]
+    assert await repo.index_states(Pet) == {"kind_by_pk": None, "kind_by_name": "ready"}
+    with pytest.raises(MissingIndexError, match=r"\['nope'\]"):
+        await repo.build_indexes(Pet, "nope")

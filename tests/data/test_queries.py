@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import create_model
+from pydantic import ConfigDict, create_model, field_validator
 
 from fdbsync.data import (
     Between,
@@ -31,6 +31,7 @@ from fdbsync.data import (
     Query,
     QueryError,
     Repo,
+    SchemaMetadata,
 )
 from fdbsync.engine import Engine, create_engine, pack, strinc, unpack
 
@@ -266,6 +267,59 @@ def test_query_values_are_coerced_by_field_type() -> None:
         Query(Coerced, {"n": "five"})
     with pytest.raises(QueryError):
         Query(Coerced, {"nope": 1})
+
+
+class Account(
+    Model,
+    source="test_queries_accounts",
+    indexes=[Index("email"), SchemaMetadata(by=("email",))],
+):
+    id: int
+    email: str
+
+    @field_validator("email")
+    @classmethod
+    def _normalised(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError("an email address needs an @")
+        return value.strip().lower()
+
+
+class Tag(Model, source="test_queries_tags", indexes=[Index("name")]):
+    model_config = ConfigDict(str_to_lower=True)
+
+    id: int
+    name: str
+
+
+def test_query_values_go_through_field_validators_and_model_config() -> None:
+    assert Query(Account, {"email": " Ada@Example.com"}) == Query(
+        Account, {"email": "ada@example.com"}
+    )
+    assert Query(Account, {"email": "ADA@EXAMPLE.COM"}).equalities == {"email": "ada@example.com"}
+    assert Query(Tag, {"name": "Red"}) == Query(Tag, {"name": "red"})
+    assert Query(Tag, {"name": Between("A", "C")}) == Query(Tag, {"name": Between("a", "c")})
+    with pytest.raises(QueryError, match=r"Account\.email") as raised:
+        Query(Account, {"email": "nobody"})
+    assert "needs an @" in str(raised.value)
+    with pytest.raises(QueryError, match=r"Tag\.name"):
+        Query(Tag, {"name": 5})
+
+
+async def test_lookups_with_the_input_a_record_was_built_from(engine: Engine) -> None:
+    """Records are normalised by the model's validators when written; query values and
+    counter lookups are too, so the input a record was built from finds it."""
+    repo = Repo(engine, models=[Account, Tag])
+    await repo.build_indexes(Account)
+    await repo.build_indexes(Tag)
+    ada = await repo.insert(Account(id=1, email="Ada@Example.com"))
+    red = await repo.insert(Tag(id=1, name="Red"))
+    assert ada.email == "ada@example.com" and red.name == "red"
+    assert await repo.get_by(Account, {"email": "Ada@Example.com"}) == ada
+    assert await repo.all_by(Account, {"email": " ADA@example.com "}) == [ada]
+    assert await repo.all_by(Tag, {"name": "Red"}) == [red]
+    assert await repo.all_by(Tag, {"name": Gte("R")}) == [red]
+    assert (await repo.counters(Account, {"email": "Ada@Example.com"})).inserts == 1
 
 
 async def test_a_query_passed_to_all_works_like_all_by(repo: Repo, people: list[Person]) -> None:

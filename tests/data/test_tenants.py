@@ -16,7 +16,14 @@ from fdbsync.data import (
     TenantSpace,
     tenant_of,
 )
-from fdbsync.engine import Engine, KeyValue
+from fdbsync.engine import (
+    Engine,
+    KeySelector,
+    KeyValue,
+    Versionstamp,
+    pack_with_versionstamp,
+    strinc,
+)
 
 from .models import Event, Person, person
 
@@ -206,6 +213,97 @@ async def test_reads_and_counters_see_only_their_tenant(acme: Repo, globex: Repo
     assert (await globex.counters(Person, {"team": "blue"})).inserts == 2
     assert all(tenant_of(r) == "acme" for r in await acme.all(Person))
     assert all(tenant_of(r) == "globex" for r in await globex.all(Person))
+
+
+async def test_raw_access_cannot_reach_another_tenant(acme: Repo, globex: Repo) -> None:
+    """tx.transaction_handle in acme refuses globex's keys for every read, write, watch and
+    conflict range; the refusals leave globex untouched, and acme's own raw access and
+    records still commit with the transaction."""
+    secret = await globex.insert(person("secret"))
+    await globex.transaction(lambda tx: _set_user_key(tx, b"globex"))
+    theirs = globex.keyspace.key("r", "people", secret.id)
+    their_flag = globex.keyspace.user("flag")
+    assert await globex.engine.create_transaction().get(theirs) is not None
+    begin, end = globex.keyspace.range()
+    stamped = pack_with_versionstamp(("u", Versionstamp()), globex.keyspace.prefix)
+    one = (1).to_bytes(8, "little")
+    globex_before = await tenant_keys(globex.engine, "globex")
+
+    async def snoop(tx: Repo) -> bytes | None:
+        raw = tx.transaction_handle
+        mine = tx.keyspace.user("flag")
+        reads: list[Callable[[], Awaitable[object]]] = [
+            lambda: raw.get(theirs),
+            lambda: raw.get_many([mine, theirs]),
+            lambda: raw.snapshot.get(theirs),
+            lambda: raw.get_range(begin, end).to_list(),
+            lambda: raw.get_range(tx.keyspace.prefix, end).to_list(),
+            lambda: raw.get_key(KeySelector.first_greater_or_equal(theirs)),
+        ]
+        for read in reads:
+            with pytest.raises(TenancyError, match="outside tenant 'acme'"):
+                await read()
+        writes: list[Callable[[], object]] = [
+            lambda: raw.set(theirs, b"acme was here"),
+            lambda: raw.set(their_flag, b"acme was here"),
+            lambda: raw.clear(theirs),
+            lambda: raw.clear_range(begin, end),
+            lambda: raw.clear_range(tx.keyspace.prefix, end),
+            lambda: raw.add(their_flag, one),
+            lambda: raw.max(their_flag, one),
+            lambda: raw.compare_and_clear(their_flag, b"globex"),
+            lambda: raw.set_versionstamped_key(stamped, b"acme was here"),
+            lambda: raw.set_versionstamped_value(their_flag, bytes(10) + bytes(4)),
+            lambda: raw.watch(their_flag),
+            lambda: raw.add_read_conflict_range(begin, end),
+            lambda: raw.add_read_conflict_key(theirs),
+            lambda: raw.add_write_conflict_range(begin, end),
+        ]
+        for write in writes:
+            with pytest.raises(TenancyError, match="outside tenant 'acme'"):
+                write()
+        raw.set(mine, b"acme")
+        raw.add(tx.keyspace.user("visits"), one)
+        raw.add_read_conflict_key(mine)
+        await tx.insert(person("ada"))
+        return await raw.get(mine)
+
+    assert await acme.transaction(snoop) == b"acme"
+    assert await tenant_keys(globex.engine, "globex") == globex_before
+    assert await globex.all(Person) == [secret]
+    assert await globex.transaction(_get_user_key) == b"globex"
+    assert await acme.transaction(_get_user_key) == b"acme"
+    assert [p.name for p in await acme.all(Person)] == ["ada"]
+
+
+async def test_key_selectors_resolve_inside_the_tenant(acme: Repo, globex: Repo) -> None:
+    """A selector that would land outside the tenant stops at the tenant's edge; a selector
+    on another tenant's key is refused."""
+    await acme.transaction(lambda tx: _set_user_key(tx, b"acme"))
+    await globex.transaction(lambda tx: _set_user_key(tx, b"globex"))
+    begin, end = acme.keyspace.range()
+    assert end == strinc(acme.keyspace.prefix)
+    mine = acme.keyspace.user("flag")
+    first_of_globex = (await tenant_keys(globex.engine, "globex"))[0].key
+    assert mine < end <= first_of_globex  # "flag" is acme's last key; globex comes next
+
+    async def resolve(tx: Repo) -> None:
+        raw = tx.transaction_handle
+        assert await raw.get_key(KeySelector.first_greater_or_equal(mine)) == mine
+        assert await raw.get_key(KeySelector.first_greater_than(mine)) == end
+        assert await raw.get_key(KeySelector.first_greater_or_equal(begin) + 10_000) == end
+        assert await raw.get_key(KeySelector.last_less_than(begin)) == begin
+        assert await raw.snapshot.get_key(KeySelector.first_greater_than(mine)) == end
+        rows = await raw.get_range(
+            KeySelector.first_greater_or_equal(begin), KeySelector.first_greater_than(mine) + 5
+        ).to_list()
+        assert rows and rows[-1].key == mine
+        assert all(kv.key.startswith(acme.keyspace.prefix) for kv in rows)
+        assert await raw.get_range(KeySelector.first_greater_than(mine), end).to_list() == []
+        with pytest.raises(TenancyError, match="outside tenant 'acme'"):
+            await raw.get_key(KeySelector.last_less_than(first_of_globex))
+
+    await acme.transaction(resolve)
 
 
 async def test_record_from_one_tenant_cannot_be_written_to_another(

@@ -4,18 +4,54 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 from typing import Any
 
 import pytest
 
-from fdbsync.data import Counters, Repo
-from fdbsync.engine import Engine, ErrorCode, FDBError
+from fdbsync.data import (
+    Counters,
+    DuplicateKeyError,
+    Index,
+    IndexValueError,
+    Model,
+    Repo,
+    SchemaMetadata,
+    ValueTooLargeError,
+)
+from fdbsync.engine import Engine, ErrorCode, FDBError, pack, strinc
 
 from .models import Event, Person, person
 
 
+class Reading(
+    Model,
+    source="test_transactions_readings",
+    indexes=[Index("site"), SchemaMetadata(), Index("value")],
+):
+    """Its Index("value") comes after an index entry and the counters: a NaN fails the write
+    half-way through computing them."""
+
+    id: int
+    site: str = "north"
+    value: float = 0.0
+
+
 async def raw_get(engine: Engine, key: bytes) -> bytes | None:
     return await engine.create_transaction().get(key)
+
+
+async def reading_index_keys(engine: Engine) -> list[bytes]:
+    begin = pack(("", "i", "test_transactions_readings"))
+    found = await engine.create_transaction().get_range(begin, strinc(begin)).to_list()
+    return [kv.key for kv in found]
+
+
+@pytest.fixture
+async def readings(engine: Engine) -> Repo:
+    repo = Repo(engine, models=[Reading])
+    await repo.build_indexes(Reading)
+    return repo
 
 
 async def test_calls_join_one_transaction(store: Repo) -> None:
@@ -92,6 +128,37 @@ async def test_raw_key_value_access_commits_with_the_records(store: Repo) -> Non
     assert await store.transaction(read) == b"dark"
 
 
+async def test_the_repo_owns_the_raw_handles_commit(store: Repo) -> None:
+    """The handle cannot commit, reset or cancel the transaction (nor set its retries): the
+    Repo does, once `fn` returns, with everything `fn` wrote."""
+    ada = person("ada")
+    key = store.keyspace.user("flag")
+
+    async def work(tx: Repo) -> None:
+        raw = tx.transaction_handle
+        raw.set(key, b"before")
+        await tx.insert(ada)
+        with pytest.raises(RuntimeError, match="Repo"):
+            await raw.commit()
+        with pytest.raises(RuntimeError, match="Repo"):
+            raw.reset()
+        with pytest.raises(RuntimeError, match="Repo"):
+            raw.cancel()
+        with pytest.raises(RuntimeError, match="Repo"):
+            await raw.on_error(FDBError(ErrorCode.NOT_COMMITTED, "conflict"))
+        with pytest.raises(RuntimeError, match="Repo"):
+            raw.set_timeout(1.0)
+        with pytest.raises(RuntimeError, match="Repo"):
+            raw.set_retry_limit(0)
+        assert await raw.get(key) == b"before"
+        assert await tx.get(Person, ada.id) == ada
+        raw.set(key, b"after")
+
+    await store.transaction(work)
+    assert await raw_get(store.engine, key) == b"after"
+    assert await store.all(Person) == [ada]
+
+
 def test_transaction_handle_needs_a_transaction(repo: Repo) -> None:
     with pytest.raises(RuntimeError, match="transaction"):
         repo.transaction_handle  # noqa: B018
@@ -107,6 +174,116 @@ async def test_user_keys_are_inside_the_tenant(acme: Repo, globex: Repo) -> None
     await acme.transaction(write)
     assert await raw_get(acme.engine, acme.keyspace.user("x")) == b"acme"
     assert await raw_get(globex.engine, globex.keyspace.user("x")) is None
+
+
+# -- a caught error leaves nothing of its write ---------------------------------------------
+
+
+async def test_a_caught_nan_in_an_insert_leaves_nothing_of_it(readings: Repo) -> None:
+    """The application catches the IndexValueError and commits: the failed insert wrote no
+    record, no Index("site") entry and no counters, though they come before the failure."""
+
+    async def work(tx: Repo) -> Reading:
+        with pytest.raises(IndexValueError, match=r"Reading\.value"):
+            await tx.insert(Reading(id=1, value=math.nan))
+        return await tx.insert(Reading(id=2, value=2.0))
+
+    two = await readings.transaction(work)
+    assert await readings.get(Reading, 1) is None
+    assert await readings.all(Reading) == [two]
+    assert await readings.all_by(Reading, {"site": "north"}) == [two]
+    assert await readings.counters(Reading) == Counters(inserts=1, collection=1, changes=1)
+    assert len(await reading_index_keys(readings.engine)) == 2  # two's site and value
+
+
+async def test_a_caught_nan_in_an_update_leaves_the_record_as_it_was(readings: Repo) -> None:
+    one = await readings.insert(Reading(id=1, site="north", value=1.0))
+    counters = await readings.counters(Reading)
+    entries = await reading_index_keys(readings.engine)
+
+    async def work(tx: Repo) -> None:
+        with pytest.raises(IndexValueError, match=r"Reading\.value"):
+            await tx.update(one, {"site": "south", "value": math.nan})
+        with pytest.raises(IndexValueError, match=r"Reading\.value"):
+            await tx.upsert(Reading(id=1, site="east", value=math.nan))
+
+    await readings.transaction(work)
+    assert await readings.get(Reading, 1) == one
+    assert await readings.all_by(Reading, {"site": "north"}) == [one]
+    assert await readings.all_by(Reading, {"site": "south"}) == []
+    assert await readings.all_by(Reading, {"value": 1.0}) == [one]
+    assert await readings.counters(Reading) == counters
+    assert await reading_index_keys(readings.engine) == entries
+
+
+async def test_a_caught_value_too_large_error_leaves_nothing_of_the_write(store: Repo) -> None:
+    """An index key over the key limit, caught inside the transaction: neither the insert
+    nor the update wrote its record, and the update kept its old index entries."""
+    ada = await store.insert(person("ada"))
+    before = await store.counters(Person)
+
+    async def work(tx: Repo) -> None:
+        with pytest.raises(ValueTooLargeError, match="'email'"):
+            await tx.insert(Person(id="huge", name="huge", email="h" * 20_000))
+        with pytest.raises(ValueTooLargeError, match="'email'"):
+            await tx.update(ada, {"team": "blue", "email": "a" * 20_000})
+
+    await store.transaction(work)
+    assert await store.get(Person, "huge") is None
+    assert await store.all(Person) == [ada]
+    assert await store.all_by(Person, {"email": "ada@example.com"}) == [ada]
+    assert await store.all_by(Person, {"team": "red"}) == [ada]
+    assert await store.all_by(Person, {"team": "blue"}) == []
+    assert await store.counters(Person) == before
+    assert await store.counters(Person, {"team": "blue"}) == Counters()
+
+
+@pytest.mark.parametrize("clash", ["within the batch", "with a stored record"])
+async def test_a_caught_duplicate_in_insert_all_writes_none_of_the_batch(
+    store: Repo, clash: str
+) -> None:
+    ada = await store.insert(person("ada"))
+    before = await store.counters(Person)
+    bob, cy = person("bob"), person("cy")
+    twin = Person(id=bob.id if clash == "within the batch" else ada.id, name="t", email="t@x.test")
+
+    async def work(tx: Repo) -> None:
+        with pytest.raises(DuplicateKeyError, match=twin.id):
+            await tx.insert_all([bob, twin, cy])
+
+    await store.transaction(work)
+    assert await store.all(Person) == [ada]
+    assert await store.get_many(Person, [bob.id, cy.id]) == [None, None]
+    assert await store.all_by(Person, {"email": "bob@example.com"}) == []
+    assert await store.counters(Person) == before
+
+
+# -- conflicts -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "attempts"), [(1, 1), (None, 2)])
+async def test_a_limited_scan_conflicts_only_near_what_it_read(
+    store: Repo, limit: int | None, attempts: int
+) -> None:
+    """all(limit=1) reads the first record only, so another transaction's insert far past it
+    does not conflict with a transaction that read it and then writes; an unlimited all()
+    read the whole collection, so the same insert makes it retry."""
+    await store.insert_all([Person(id=i, name=i, email=f"{i}@x.test") for i in ("a", "b", "c")])
+    tries = 0
+
+    async def work(tx: Repo) -> None:
+        nonlocal tries
+        tries += 1
+        first = (await tx.all(Person, limit=limit))[0]
+        if tries == 1:
+            await store.insert(Person(id="zzz", name="zzz", email="zzz@x.test"))
+        await tx.update(first, {"age": tries})
+
+    await store.transaction(work)
+    assert tries == attempts
+    stored = await store.get(Person, "a")
+    assert stored is not None and stored.age == attempts
+    assert [p.id for p in await store.all(Person)] == ["a", "b", "c", "zzz"]
 
 
 async def test_conflicting_transactions_are_retried(store: Repo) -> None:
