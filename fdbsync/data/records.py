@@ -20,6 +20,11 @@ __all__ = ["RecordKeys", "Stored"]
 
 #: Bodies larger than this are encoded, decoded and checked off the event loop.
 OFF_LOOP_BYTES = 64 * 1024
+#: A compressed body this large may decompress to more than OFF_LOOP_BYTES.
+OFF_LOOP_COMPRESSED_BYTES = 8 * 1024
+#: Room a split record's part key takes, and room left for index entries and conflict ranges.
+_PART_KEY_ROOM = 200
+_ROOM = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +157,8 @@ class RecordKeys:
         return codec.join_parts(header, parts, what)
 
     async def _stored(self, primary_key: Any, body: bytes, split: bool) -> Stored:
-        if len(body) > OFF_LOOP_BYTES:
+        compressed = body[:1] == bytes([codec.ZJSON])
+        if len(body) > (OFF_LOOP_COMPRESSED_BYTES if compressed else OFF_LOOP_BYTES):
             record = await asyncio.to_thread(codec.decode, self.model, primary_key, body)
         else:
             record = codec.decode(self.model, primary_key, body)
@@ -170,10 +176,11 @@ class RecordKeys:
                 f"{self._what(primary_key)}: the record encodes to {len(body)} bytes, over "
                 f"{self.model.__name__}'s max_value_size of {max_size}"
             )
-        if len(body) > self.limits.transaction_size // 2:
+        part_count = len(body) // self.limits.value_size + 1
+        if len(body) + part_count * _PART_KEY_ROOM > self.limits.transaction_size - _ROOM:
             raise ValueTooLargeError(
-                f"{self._what(primary_key)}: the record encodes to {len(body)} bytes; a "
-                f"transaction holds at most {self.limits.transaction_size} bytes"
+                f"{self._what(primary_key)}: the record encodes to {len(body)} bytes; with its "
+                f"keys it would not fit in one transaction ({self.limits.transaction_size} bytes)"
             )
         if not (isinstance(primary_key, Versionstamp) and not primary_key.is_complete()):
             key = self.key(primary_key)  # checks the key's size

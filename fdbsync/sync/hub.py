@@ -67,7 +67,7 @@ class WatchHub:
         self.engine = engine
         self._reads: dict[Hashable, SharedRead] = {}
         self._keys: dict[bytes, _KeyWatch] = {}
-        self._sessions: weakref.WeakSet[LiveSession] = weakref.WeakSet()
+        self._held: dict[LiveSession, int] = {}  # session -> shared reads it uses
         self._dirty: set[SharedRead] = set()
         self._ticking: asyncio.Task[None] | None = None
         self._rereads = 0
@@ -80,7 +80,7 @@ class WatchHub:
             storage_watches=sum(1 for kw in self._keys.values() if kw.watch is not None),
             keys=len(self._keys),
             reads=len(self._reads),
-            sessions=len(self._sessions),
+            sessions=len(self._held),
             subscriptions=sum(len(read.sessions) for read in self._reads.values()),
             rereads=self._rereads,
             fires=self._fires,
@@ -106,11 +106,16 @@ class WatchHub:
             shared = self._reads[read.identity] = read
             self._keys.setdefault(read.key, _KeyWatch(read.key)).reads.add(read)
         shared.sessions[session] = shared.sessions.get(session, 0) + 1
-        self._sessions.add(session)
+        self._held[session] = self._held.get(session, 0) + 1
         return shared
 
     def release(self, session: LiveSession, read: SharedRead) -> None:
         """`session` no longer uses `read`; the last user out drops it, and its watch."""
+        held = self._held.get(session, 0) - 1
+        if held > 0:
+            self._held[session] = held
+        else:
+            self._held.pop(session, None)
         count = read.sessions.get(session, 0) - 1
         if count > 0:
             read.sessions[session] = count
@@ -126,9 +131,6 @@ class WatchHub:
             del self._keys[read.key]
             if key_watch.watch is not None:
                 key_watch.watch.cancel()
-
-    def leave(self, session: LiveSession) -> None:
-        self._sessions.discard(session)
 
     # -- reading ---------------------------------------------------------------------------
 

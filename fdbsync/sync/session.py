@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -183,6 +183,8 @@ class LiveSession:
                     value, at = kept[read.identity]
                 else:
                     value, at = results[read], version
+                if read.version > at:  # a re-read finished while this one ran: it is newer
+                    value, at = read.value, read.version
                 synced.held.append(value)
                 synced.versions.append(at)
                 synced.adopted.append(value is read.value)
@@ -249,7 +251,7 @@ class LiveSession:
         pending, self._pending = self._pending, set()
         return Ready(self, frozenset(pending))
 
-    async def updates(self) -> AsyncIterator[set[str]]:
+    async def updates(self) -> AsyncGenerator[set[str], None]:
         """After each change, the labels whose assigns changed. Leaving the loop (or the task
         running it being cancelled) closes the session; a failed re-read or callback is
         logged and raised as SyncError."""
@@ -268,7 +270,6 @@ class LiveSession:
         self._closed = True
         if self._hub is not None:
             self.cancel_all()
-            self._hub.leave(self)
 
     # -- for the hub -------------------------------------------------------------------------
 
@@ -285,13 +286,15 @@ class LiveSession:
         """The hub's results: `changed` reads have new values; `failed` ones could not be
         re-read (that ends the session)."""
         mine = set(self.shared_reads())
+        # Changes to reads of a label still being synced count too: the label takes them when
+        # it is applied next.
+        self._pending.update(read for read in changed if self in read.sessions)
         for read, error in failed.items():
             if read in mine and self._failure is None:
                 label = next(n for n, s in self._labels.items() if read in s.reads)
                 logger.error("session %r: label %r could not be re-read: %r", self, label, error)
                 self._failure = SyncError(f"label {label!r} could not be re-read", label)
                 self._failure.__cause__ = error
-        self._pending.update(read for read in changed if read in mine)
         if self._pending or self._failure is not None:
             self._news.set()
 
