@@ -154,7 +154,7 @@ class LiveSession:
         plans: dict[str, tuple[Label, list[SharedRead]]] = {}
         for spec in labels:
             if isinstance(spec, Many) and not spec.ids:
-                self.cancel(spec.label)
+                self._drop(spec.label, assign=True)
             else:
                 plans[spec.label] = (spec, self._reads_of(repo, spec))
         if not plans:
@@ -192,8 +192,15 @@ class LiveSession:
             new_values[label] = synced.assigned()
         self._set_assigns(new_values, None)
 
-    def cancel(self, label: str, assign: bool = True) -> None:
+    async def cancel(self, label: str, assign: bool = True) -> None:
         """Stop following `label`; with `assign`, set it to None (or [] for lists)."""
+        self._drop(label, assign)
+
+    async def cancel_all(self) -> None:
+        """Stop following every label (their assigns stay as they are)."""
+        self._drop_all()
+
+    def _drop(self, label: str, assign: bool) -> None:
         synced = self._labels.pop(label, None)
         if synced is None:
             return
@@ -202,10 +209,9 @@ class LiveSession:
         if assign:
             self.assigns[label] = synced.empty()
 
-    def cancel_all(self) -> None:
-        """Stop following every label (their assigns stay as they are)."""
+    def _drop_all(self) -> None:
         for label in list(self._labels):
-            self.cancel(label, assign=False)
+            self._drop(label, assign=False)
 
     def watching(self, label: str) -> bool:
         """Whether `label` is followed."""
@@ -269,7 +275,7 @@ class LiveSession:
             return
         self._closed = True
         if self._hub is not None:
-            self.cancel_all()
+            self._drop_all()
 
     # -- for the hub -------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ async def test_subscribe_cancel_cycles_and_renders_leave_nothing(
         if n % 2:
             page = LiveSession(repo)
             await page.sync_one("me", Person, ids[n % len(ids)])
-            page.cancel("me")
+            await page.cancel("me")
         else:
             async with LiveSession(repo) as page:
                 await page.sync(
@@ -118,7 +118,7 @@ async def test_sessions_count_only_those_holding_a_label(
     cancelled = LiveSession(repo)
     await cancelled.sync_one("me", Person, people[0].id)
     assert hub.stats().sessions == 1
-    cancelled.cancel("me")
+    await cancelled.cancel("me")
     after_cancel = hub.stats().sessions
 
     outside = await repo.watch(Person, "elsewhere")

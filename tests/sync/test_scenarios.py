@@ -78,7 +78,7 @@ async def test_cancel_stops_following_and_assigns_empty(
         else:
             await page.sync_all("x", Person)
         assert page.watching("x")
-        page.cancel("x")
+        await page.cancel("x")
         assert not page.watching("x")
         assert page.assigns["x"] == empty
         assert hub.stats().keys == 0
@@ -96,8 +96,8 @@ async def test_cancel_without_assign_keeps_the_value(
         await page.sync_one("me", Person, ada.id)
         await page.sync_all("everyone", Person)
         everyone = page.assigns["everyone"]
-        page.cancel("me", assign=False)
-        page.cancel("everyone", assign=False)
+        await page.cancel("me", assign=False)
+        await page.cancel("everyone", assign=False)
         assert page.assigns["me"] == ada
         assert page.assigns["everyone"] == everyone
         assert not page.watching("me")
@@ -147,8 +147,8 @@ async def test_labels_sharing_a_read_are_cancelled_apart(
         await page.sync_all("a", Query(Person).where(team="red"))
         await page.sync_all("b", Query(Person, {"team": "red"}))
         assert (hub.stats().reads, hub.stats().keys) == (2, 2)
-        page.cancel("me")
-        page.cancel("a")
+        await page.cancel("me")
+        await page.cancel("a")
         assert (hub.stats().reads, hub.stats().keys) == (2, 2)
         changes = page.updates()
         await repo.update(ada, {"name": "ada 2"})

@@ -136,7 +136,7 @@ async def test_cancel_and_watching_work_for_sync_many(
         await page.sync_many("pair", Person, [ada.id, bob.id])
         assert page.watching("pair")
         assert hub.stats().storage_watches == 2
-        page.cancel("pair")
+        await page.cancel("pair")
         assert not page.watching("pair")
         assert page.assigns["pair"] == []
         stats = hub.stats()
@@ -147,7 +147,7 @@ async def test_cancel_and_watching_work_for_sync_many(
         assert page.assigns["pair"] == []
 
         await page.sync_many("pair", Person, [ada.id, bob.id])
-        page.cancel("pair", assign=False)
+        await page.cancel("pair", assign=False)
         assert names(page.assigns["pair"]) == ["ada 2", "bob"]
         assert not page.watching("pair")
 
