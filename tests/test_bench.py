@@ -11,6 +11,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "engine.py"
 REPO_BENCH = BENCH.with_name("repo.py")
+SYNC_BENCH = BENCH.with_name("sync.py")
 
 
 @pytest.mark.slow
@@ -56,3 +57,33 @@ async def test_repo_benchmark_quick_run_reports_every_workload() -> None:
         ):
             row = rf"\| {workload} \| {re.escape(how)} \| [\d,]+ \| [\d.]+ \| [\d.]+ \|"
             assert re.search(row, report)
+
+
+@pytest.mark.slow
+async def test_sync_benchmark_quick_run_reports_every_row() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SYNC_BENCH),
+        "--quick",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, stderr.decode()
+    report = stdout.decode()
+    number, ms = r"[\d,]+", r"-?[\d.]+"
+    for scenario in ("collection write", "record write"):
+        assert f"### {scenario}" in report
+        for design in ("fdbsync", "naive"):
+            counts = rf"{number} of {number} \| {number} \| {number}"
+            assert re.search(rf"\| {design} \| {counts} \| ({ms} \| ){{3}}[\d.]+ \|", report)
+            retried = "-" if design == "fdbsync" else number
+            row = rf"\| {design} \| [\d.]+ \| ({ms} \| ){{3}}\d+ \| \d+ \| {retried} \|"
+            assert re.search(row, report)
+    for design in ("fdbsync", "naive"):
+        for kind in ("collection", "record", "all, after a collection write"):
+            row = rf"\| {design} \| {re.escape(kind)} \| {number} \| [\d.]+ \| ([\d.]+|-) \|"
+            assert re.search(row, report)
+        assert re.search(rf"\| {design} \| {number} \| [\d.]+ \|", report)  # setup
+    goals = re.findall(r"^\| (.+) \| (met|missed) \|$", report, re.MULTILINE)
+    assert len(goals) == 4
