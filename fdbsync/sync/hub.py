@@ -266,7 +266,8 @@ class WatchHub:
                 changed.add(read)
         for read in failed:
             logger.warning("re-read of %r failed: %r", read, failed[read])
-        for session in {s for read in reread for s in read.sessions}:
+        # Only sessions with news: a read re-read to the same result tells no one.
+        for session in {s for read in [*changed, *failed] for s in read.sessions}:
             session.deliver(changed, version, failed)
 
 

@@ -291,13 +291,12 @@ class LiveSession:
     ) -> None:
         """The hub's results: `changed` reads have new values; `failed` ones could not be
         re-read (that ends the session)."""
-        mine = set(self.shared_reads())
         # Changes to reads of a label still being synced count too: the label takes them when
         # it is applied next.
         self._pending.update(read for read in changed if self in read.sessions)
         for read, error in failed.items():
-            if read in mine and self._failure is None:
-                label = next(n for n, s in self._labels.items() if read in s.reads)
+            label = next((n for n, s in self._labels.items() if read in s.reads), None)
+            if label is not None and self._failure is None:
                 logger.error("session %r: label %r could not be re-read: %r", self, label, error)
                 self._failure = SyncError(f"label {label!r} could not be re-read", label)
                 self._failure.__cause__ = error
@@ -403,7 +402,8 @@ class LiveSession:
         if not new:
             return set()
         self._set_assigns(new, assign)
-        await self._run_callbacks(old)
+        if self._callbacks:
+            await self._run_callbacks(old)
         return set(new)
 
     def _set_assigns(self, values: dict[str, Any], assign: AssignFunction | None) -> None:
