@@ -161,7 +161,7 @@ def primary_key_of(record: Model) -> Any:
 def coerce_field(model: type[Model], name: str, value: Any) -> Any:
     """`value` validated as the field `name` of `model` would validate it on assignment: with
     the field's type, its validators and the model's configuration."""
-    blank = model.model_construct()
+    blank = _blank(model)
     try:
         model.__pydantic_validator__.validate_assignment(blank, name, value)
     except ValidationError:
@@ -169,6 +169,13 @@ def coerce_field(model: type[Model], name: str, value: Any) -> Any:
     except Exception:  # a model validator that needs the other fields: the field alone
         return field_adapter(model, name).validate_python(value)
     return blank.__dict__[name]
+
+
+@cache
+def _blank(model: type[Model]) -> Model:
+    """An unvalidated instance of `model`, reused to validate single fields by assignment
+    (making one per call would run every default factory each time)."""
+    return model.model_construct()
 
 
 @cache
