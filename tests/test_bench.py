@@ -14,18 +14,23 @@ REPO_BENCH = BENCH.with_name("repo.py")
 SYNC_BENCH = BENCH.with_name("sync.py")
 
 
-@pytest.mark.slow
-async def test_engine_benchmark_quick_run_reports_every_workload() -> None:
+async def quick_run(bench: Path) -> str:
+    """What `bench --quick` prints (it must exit 0)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(BENCH),
+        str(bench),
         "--quick",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
     assert process.returncode == 0, stderr.decode()
-    report = stdout.decode()
+    return stdout.decode()
+
+
+@pytest.mark.slow
+async def test_engine_benchmark_quick_run_reports_every_workload() -> None:
+    report = await quick_run(BENCH)
     for workload in ("commit1", "commit10", "get", "get10", "range"):
         for how in ("raw sqlite3, 1 thread", "raw + hop, 32 tasks", "engine, 32 tasks"):
             assert re.search(rf"\| {workload} \| {re.escape(how)} \| [\d,]+ \| [\d.]+ \|", report)
@@ -35,16 +40,7 @@ async def test_engine_benchmark_quick_run_reports_every_workload() -> None:
 
 @pytest.mark.slow
 async def test_repo_benchmark_quick_run_reports_every_workload() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(REPO_BENCH),
-        "--quick",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
-    assert process.returncode == 0, stderr.decode()
-    report = stdout.decode()
+    report = await quick_run(REPO_BENCH)
     for workload in ("insert", "get", "all_by"):
         assert re.search(
             rf"\| {workload} \| raw sqlite3, 1 thread \| [\d,]+ \| 1\.00 \| - \|", report
@@ -61,16 +57,7 @@ async def test_repo_benchmark_quick_run_reports_every_workload() -> None:
 
 @pytest.mark.slow
 async def test_sync_benchmark_quick_run_reports_every_row() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(SYNC_BENCH),
-        "--quick",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
-    assert process.returncode == 0, stderr.decode()
-    report = stdout.decode()
+    report = await quick_run(SYNC_BENCH)
     number, ms = r"[\d,]+", r"-?[\d.]+"
     for scenario in ("collection write", "record write"):
         assert f"### {scenario}" in report

@@ -57,3 +57,12 @@ async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition never held"
         await asyncio.sleep(0.005)
+
+
+def pending_watches(engine: Engine) -> int:
+    """The engine's pending storage watches (skips on engines that do not report them)."""
+    count = getattr(engine, "pending_watches", None)
+    if count is None:
+        pytest.skip(f"{type(engine).__name__} does not report pending watches")
+    assert isinstance(count, int)
+    return count

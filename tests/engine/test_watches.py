@@ -11,7 +11,7 @@ import pytest
 
 from fdbsync.engine import Engine, FDBError, Limits, Transaction, Watch
 
-from .committed import eventually, store
+from .committed import eventually, pending_watches, store
 
 Write = Callable[[Transaction], None]
 
@@ -52,14 +52,6 @@ async def settle(engine: Engine) -> None:
     sentinel = await arm(engine, key)
     await store(engine, {key: b"changed"})
     await fires(sentinel)
-
-
-def pending_watches(engine: Engine) -> int:
-    count = getattr(engine, "pending_watches", None)
-    if count is None:
-        pytest.skip(f"{type(engine).__name__} does not report pending watches")
-    assert isinstance(count, int)
-    return count
 
 
 # -- firing ------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from fdbsync.engine import Engine
 from fdbsync.sync import LiveSession
 
 #: How long something that must happen may take (it normally takes milliseconds).
@@ -47,15 +46,6 @@ async def apply_next(session: LiveSession, within: float = WITHIN_S) -> None:
     """Wait for the session's next Ready and apply it."""
     ready = await asyncio.wait_for(session.next_ready(), within)
     assert await session.handle_ready(ready)
-
-
-def pending_watches(engine: Engine) -> int:
-    """The engine's pending storage watches (skips on engines that do not report them)."""
-    count = getattr(engine, "pending_watches", None)
-    if count is None:
-        pytest.skip(f"{type(engine).__name__} does not report pending watches")
-    assert isinstance(count, int)
-    return count
 
 
 class Consumer:

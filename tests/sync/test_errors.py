@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 from data.models import Person, person
+from engine.committed import pending_watches
 
 from fdbsync.data import Query, Repo
 from fdbsync.engine import Engine, Limits
 from fdbsync.sync import LiveSession, SharedRead, SyncError, WatchHub, WatchLimitError
 
-from .helpers import WITHIN_S, Consumer, apply_next, close, eventually, next_change, pending_watches
+from .helpers import WITHIN_S, Consumer, apply_next, close, eventually, next_change
 
 
 class Boom(Exception):

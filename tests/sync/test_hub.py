@@ -8,6 +8,7 @@ import time
 
 import pytest
 from data.models import Person, person
+from engine.committed import pending_watches
 
 from fdbsync.data import Query, Repo
 from fdbsync.engine import Engine, Limits
@@ -21,7 +22,6 @@ from .helpers import (
     eventually,
     next_change,
     nothing_comes,
-    pending_watches,
 )
 
 

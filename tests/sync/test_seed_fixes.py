@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 from data.models import Person, person
+from engine.committed import pending_watches
 
 from fdbsync.data import Repo
 from fdbsync.engine import Engine
 from fdbsync.sync import LiveSession, Ready, WatchHub
 
-from .helpers import apply_next, close, eventually, next_change, nothing_comes, pending_watches
+from .helpers import apply_next, close, eventually, next_change, nothing_comes
 
 
 def names(records: list[Any]) -> list[str]:
