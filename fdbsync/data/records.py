@@ -138,6 +138,41 @@ class RecordKeys:
             records.append(await self._finish(pending, parts, reverse))
         return records, last
 
+    async def scan_keys(
+        self, tr: ReadView, begin: bytes, end: bytes, budget: int
+    ) -> tuple[list[Model], bytes | None]:
+        """The whole records among the next `budget` keys from `begin`, and the key to go on
+        from (None once [begin, end) is done). A split record is never cut: one that the
+        budget would cut is left for the next call, or read whole when it comes first."""
+        rows = await tr.get_range(begin, end, limit=budget).to_list()
+        done = len(rows) < budget
+        groups: list[tuple[bytes, Any, bytes, list[bytes]]] = []  # key, pk, value, parts
+        for key, value in rows:
+            element = unpack(key, len(self.prefix))
+            if len(element) == 2:
+                groups[-1][3].append(value)
+            else:
+                groups.append((key, element[0], value, []))
+        if groups and not done:
+            key, _, value, parts = groups[-1]
+            header = codec.read_header(value)
+            if header is not None and len(parts) < header.parts:
+                if len(groups) > 1:
+                    groups.pop()  # the next call starts at its header
+                else:
+                    rest = tr.get_range(rows[-1].key + b"\x00", self.parts_range(key)[1])
+                    parts.extend(kv.value for kv in await rest.to_list())
+        records = []
+        for _, primary_key, value, parts in groups:
+            header = codec.read_header(value)
+            if header is None:
+                records.append((await self._stored(primary_key, value, False)).record)
+            else:
+                records.append(await self._finish((primary_key, header), parts, False))
+        if done or not groups:
+            return records, None
+        return records, self.parts_range(groups[-1][0])[1]
+
     async def _finish(
         self, pending: tuple[Any, codec.SplitHeader], parts: list[bytes], reverse: bool
     ) -> Model:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -44,6 +46,7 @@ T = TypeVar("T")
 
 READY = "ready"
 BUILDING = "building"
+_BUILD_FIELDS = ("cursor", "owner", "expires", "done")
 
 
 _USER_VERSIONS = 1 << 16  # a versionstamp's 2-byte user version
@@ -691,70 +694,39 @@ class Repo:
         model: type[Model],
         names: str | Iterable[str] | None = None,
         *,
-        batch_size: int = 500,
+        batch_size: int = 1000,
+        claim_timeout: float = 30.0,
+        wait: float = 60.0,
+        progress: Callable[[str, int], None] | None = None,
     ) -> list[str]:
-        """Build `model`'s declared indexes (or those named) that are not ready in this tenant,
-        in batches of `batch_size` records per transaction; return the names built.
+        """Build `model`'s declared indexes (or those named) that are not ready in this tenant;
+        return the names this call built.
 
-        Writes keep every declared index current, built or not, so a build that runs while
-        the application writes still ends consistent: it only adds the entries of records
-        stored before the index was declared, and setting an entry twice is harmless. An index
-        declared anew under an old name loses the old entries first.
+        A build runs online, as a series of transactions over at most `batch_size` keys each
+        (a split record is never cut), with its cursor stored in the index's state, so a build
+        that dies resumes where it stopped. One builder at a time holds a claim that each batch
+        renews; a claim not renewed for `claim_timeout` seconds is taken over. A call that finds
+        another builder at work waits for it (at most `wait` seconds, else IndexNotReadyError).
+        Writers keep every declared index current while it builds, so the builder only adds the
+        entries of records stored before the index was declared; the result is exact. An index
+        declared anew under an old name loses the old entries first. `progress(name, records)`
+        is called after each batch.
         """
         model = self._check_model(model)
-        space = self._require_space()
-        source = model.__fdbsync__.source
-        states = await self.index_states(model)
-        wanted = set(states) if names is None else {names} if isinstance(names, str) else set(names)
-        unknown = wanted - set(states)
+        declared = {indexer.name: indexer for indexer in model.__fdbsync__.indexes}
+        wanted = (
+            set(declared) if names is None else {names} if isinstance(names, str) else set(names)
+        )
+        unknown = wanted - set(declared)
         if unknown:
             raise MissingIndexError(f"{model.__name__} declares no index named {sorted(unknown)}")
         built: list[str] = []
-        for indexer in model.__fdbsync__.indexes:
-            if indexer.name not in wanted or states[indexer.name] == READY:
-                continue
-            await self._set_state(model, indexer, BUILDING)
-            visit = indexer.create_range(space.records(source))
-            if visit is not None:
-                await self._build(model, indexer, visit, batch_size)
-            await self._set_state(model, indexer, READY)
-            built.append(indexer.name)
+        for name, indexer in declared.items():
+            if name in wanted:
+                build = _Build(self, model, indexer, batch_size, claim_timeout, progress)
+                if await build.run(wait):
+                    built.append(name)
         return built
-
-    async def _set_state(self, model: type[Model], indexer: Indexer, state: str) -> None:
-        key = self._require_space().index_state(model.__fdbsync__.source, indexer.name)
-        value = json.dumps({**indexer.describe(), "state": state}).encode()
-
-        async def op(attempt: _Attempt) -> None:
-            if state == BUILDING:
-                old = await attempt.tr.get(key)
-                if old is not None and _state_of(old, indexer) is None:  # another definition
-                    attempt.tr.clear_range(*self._index_space(model, indexer).range())
-            attempt.tr.set(key, value)
-
-        await self._run(op, writes=True)
-
-    async def _build(
-        self, model: type[Model], indexer: Indexer, visit: tuple[bytes, bytes], batch_size: int
-    ) -> None:
-        keys = self._records(model)
-        index_space = self._index_space(model, indexer)
-        begin, end = visit
-        while True:
-            start = begin
-
-            async def op(attempt: _Attempt, start: bytes = start) -> tuple[int, bytes | None]:
-                records, last = await keys.scan(
-                    attempt.tr, start, end, limit=batch_size, reverse=False
-                )
-                for record in records:
-                    indexer.set(attempt.tr, index_space, record)
-                return len(records), last
-
-            count, last = await self._run(op, writes=True)
-            if count < batch_size or last is None:
-                return
-            begin = last
 
 
 def _versionstamp(tr: Transaction) -> asyncio.Future[bytes]:
@@ -771,6 +743,8 @@ def _state_of(stored: bytes | None, indexer: Indexer) -> str | None:
         return None
     found = json.loads(stored)
     state = found.pop("state", None)
+    for bookkeeping in _BUILD_FIELDS:
+        found.pop(bookkeeping, None)
     return state if found == indexer.describe() else None
 
 
@@ -793,3 +767,110 @@ def _check_sources(models: Sequence[type[Model]]) -> None:
                 f"{model.__name__} and {other.__name__} share the source "
                 f"{model.__fdbsync__.source!r}"
             )
+
+
+class _Claimed(Exception):
+    """Another builder holds the claim (until `expires`)."""
+
+
+class _Build:
+    """One index's online build in one tenant: claim, batches with a stored cursor, ready."""
+
+    def __init__(
+        self,
+        repo: Repo,
+        model: type[Model],
+        indexer: Indexer,
+        batch_size: int,
+        claim_timeout: float,
+        progress: Callable[[str, int], None] | None,
+    ) -> None:
+        if batch_size <= 0 or claim_timeout <= 0:
+            raise ValueError("batch_size and claim_timeout must be positive")
+        self.repo, self.model, self.indexer = repo, model, indexer
+        self.batch_size, self.claim_timeout, self.progress = batch_size, claim_timeout, progress
+        space = repo._require_space()
+        self.key = space.index_state(model.__fdbsync__.source, indexer.name)
+        self.records = space.records(model.__fdbsync__.source)
+        self.owner = uuid.uuid4().hex
+
+    async def run(self, wait: float) -> bool:
+        """Build to the end; False if it was ready already (or another builder finished it)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                state = await self.repo._run(self._claim, writes=True)
+            except _Claimed:
+                if time.monotonic() >= deadline:
+                    raise IndexNotReadyError(
+                        f"{self.model.__name__} index {self.indexer.name!r} is being built by "
+                        f"another process in tenant {self.repo.tenant!r}; gave up waiting "
+                        f"after {wait} s"
+                    ) from None
+                await asyncio.sleep(min(0.05, self.claim_timeout / 10))
+                continue
+            if state is None:
+                return False
+            if await self._batches(state):
+                return True
+
+    def _stored(self, value: dict[str, Any]) -> bytes:
+        return json.dumps({**self.indexer.describe(), **value}).encode()
+
+    async def _claim(self, attempt: _Attempt) -> dict[str, Any] | None:
+        """Take (or renew) the claim; None if the index is ready. Raises _Claimed."""
+        tr = attempt.tr
+        stored = await tr.get(self.key)
+        now = time.time()
+        state = None if stored is None else json.loads(stored)
+        current = _state_of(stored, self.indexer)
+        if current == READY:
+            return None
+        if state is not None and current is None:  # another definition under this name
+            tr.clear_range(*self.repo._index_space(self.model, self.indexer).range())
+            state = None
+        if state is None:
+            visit = self.indexer.create_range(self.records)
+            cursor = None if visit is None else visit[0].hex()
+            state = {"state": BUILDING, "cursor": cursor, "done": 0}
+        elif state.get("owner") not in (None, self.owner) and state.get("expires", 0) > now:
+            raise _Claimed()
+        state.update(owner=self.owner, expires=now + self.claim_timeout)
+        tr.set(self.key, self._stored(state))
+        return state
+
+    async def _batches(self, state: dict[str, Any]) -> bool:
+        """Run batches until ready (True) or the claim is lost (False)."""
+        keys = self.repo._records(self.model)
+        space = self.repo._index_space(self.model, self.indexer)
+        end = self.records[1]
+
+        async def batch(attempt: _Attempt) -> dict[str, Any] | None:
+            tr = attempt.tr
+            stored: dict[str, Any] = json.loads(await tr.get(self.key) or b"{}")
+            if stored.get("owner") != self.owner:
+                return None  # taken over: our claim expired
+            count = 0
+            if stored["cursor"] is not None:
+                begin = bytes.fromhex(stored["cursor"])
+                found, cursor = await keys.scan_keys(tr, begin, end, self.batch_size)
+                for record in found:
+                    self.indexer.set(tr, space, record)
+                count = len(found)
+                stored["cursor"] = None if cursor is None else cursor.hex()
+            stored["done"] = stored.get("done", 0) + count
+            if stored["cursor"] is None:
+                stored = {"state": READY}
+            else:
+                stored["expires"] = time.time() + self.claim_timeout
+            tr.set(self.key, self._stored(stored))
+            return stored
+
+        while True:
+            stored = await self.repo._run(batch, writes=True)
+            if stored is None:
+                return False
+            if self.progress is not None:
+                self.progress(self.indexer.name, stored.get("done", 0))
+            if stored["state"] == READY:
+                return True
