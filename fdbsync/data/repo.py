@@ -83,6 +83,7 @@ class Repo:
     `Repo(engine)` serves a single-tenant app directly. `Repo(engine, multi_tenant=True)` is
     the root of a multi-tenant app: `await repo.tenants.open("acme")` returns the repo bound
     to tenant "acme", which every data call needs. `models` limits the repo to those models.
+    `on_open(tenant_repo)` runs whenever `tenants.open` opens a tenant.
     """
 
     def __init__(
@@ -91,11 +92,15 @@ class Repo:
         *,
         models: Iterable[type[Model]] | None = None,
         multi_tenant: bool = False,
+        on_open: Callable[[Repo], Awaitable[None]] | None = None,
     ) -> None:
         from .tenants import Tenants
 
         self.engine = engine
         self.multi_tenant = multi_tenant
+        #: Awaited with the tenant's repo by `tenants.open()`, before it is returned: how
+        #: migrations bring a tenant up to date (see `Migrator.attach`).
+        self.on_open = on_open
         self.models: tuple[type[Model], ...] | None = None if models is None else tuple(models)
         if self.models is not None:
             _check_sources(self.models)
@@ -343,6 +348,22 @@ class Repo:
                 remaining -= len(records)
             if len(records) < size or cursor is None:
                 return
+
+    async def page(
+        self, model: type[M], cursor: bytes | None = None, *, keys: int = 500
+    ) -> tuple[list[M], bytes | None]:
+        """The whole records among the next `keys` keys of `model` in primary-key order, from
+        `cursor` (None: the start), and the cursor to go on from (None at the end). For batch
+        jobs that keep their place between transactions, such as data migrations."""
+        source = self._check_model(model).__fdbsync__.source
+        begin, end = self._require_space().records(source)
+        records = self._records(model)
+
+        async def op(attempt: _Attempt) -> tuple[list[M], bytes | None]:
+            found, after = await records.scan_keys(attempt.tr, cursor or begin, end, keys)
+            return found, after  # type: ignore[return-value]
+
+        return await self._run(op)
 
     def _query(
         self,
@@ -860,7 +881,7 @@ class _Build:
                 stored["cursor"] = None if cursor is None else cursor.hex()
             stored["done"] = stored.get("done", 0) + count
             if stored["cursor"] is None:
-                stored = {"state": READY}
+                stored = {"state": READY, "done": stored["done"]}
             else:
                 stored["expires"] = time.time() + self.claim_timeout
             tr.set(self.key, self._stored(stored))

@@ -63,7 +63,10 @@ class Tenants:
         """The repo bound to an existing tenant (TenantNotFoundError if there is none)."""
         if not await self.exists(name):
             raise TenantNotFoundError(f"tenant {name!r} does not exist")
-        return self._bound(name)
+        bound = self._bound(name)
+        if self._repo.on_open is not None:
+            await self._repo.on_open(bound)
+        return bound
 
     def bind(self, name: str) -> Repo:
         """The repo bound to tenant `name`, without checking that it exists: reads of a missing
