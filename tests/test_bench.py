@@ -12,6 +12,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "engine.py"
 REPO_BENCH = BENCH.with_name("repo.py")
 SYNC_BENCH = BENCH.with_name("sync.py")
+MIGRATE_BENCH = BENCH.with_name("migrate.py")
 
 
 async def quick_run(bench: Path) -> str:
@@ -74,3 +75,12 @@ async def test_sync_benchmark_quick_run_reports_every_row() -> None:
         assert re.search(rf"\| {design} \| {number} \| [\d.]+ \|", report)  # setup
     goals = re.findall(r"^\| (.+) \| (met|missed) \|$", report, re.MULTILINE)
     assert len(goals) == 4
+
+
+@pytest.mark.slow
+async def test_migrate_benchmark_quick_run_reports_both_builds() -> None:
+    report = await quick_run(MIGRATE_BENCH)
+    assert re.search(r"\| raw sqlite3 CREATE INDEX \| [\d,]+ \| 1\.00 \|", report)
+    assert re.search(
+        r"\| fdbsync build_indexes \(online, 1,000-key batches\) \| [\d,]+ \| [\d.]+ \|", report
+    )
