@@ -63,14 +63,18 @@ class Operations:
     def create_index(self, source: str | type[Model], name: str) -> None:
         self.planned.append(CreateIndex(_source(source), name))
 
-    def create_schema_metadata(self, source: str | type[Model], by: Sequence[str] = ()) -> None:
-        self.planned.append(CreateIndex(_source(source), SchemaMetadata(by).name))
+    def create_schema_metadata(
+        self, source: str | type[Model], by: Sequence[str] = (), *, name: str | None = None
+    ) -> None:
+        self.planned.append(CreateIndex(_source(source), SchemaMetadata(by, name=name).name))
 
     def drop_index(self, source: str | type[Model], name: str) -> None:
         self.planned.append(DropIndex(_source(source), name, "i"))
 
-    def drop_schema_metadata(self, source: str | type[Model], by: Sequence[str] = ()) -> None:
-        self.planned.append(DropIndex(_source(source), SchemaMetadata(by).name, "m"))
+    def drop_schema_metadata(
+        self, source: str | type[Model], by: Sequence[str] = (), *, name: str | None = None
+    ) -> None:
+        self.planned.append(DropIndex(_source(source), SchemaMetadata(by, name=name).name, "m"))
 
     def migrate_data(
         self, source: str | type[Model], fn: Callable[[Any], Any], *, batch_size: int = 500

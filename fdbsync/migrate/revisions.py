@@ -168,7 +168,7 @@ def revision_file(
         return "\n".join(f"    {line}" for line in lines) if lines else "    pass"
 
     return (
-        f'"""{message}"""\n\n'
+        f"{message!r}\n\n"
         f"revision = {revision!r}\n"
         f"down_revision = {down!r}\n"
         f"message = {message!r}\n\n\n"

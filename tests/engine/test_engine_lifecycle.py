@@ -89,3 +89,12 @@ def test_open_and_close_from_two_event_loops(tmp_path: Path) -> None:
 
     assert asyncio.run(cycle(b"first")) == b"first"
     assert asyncio.run(cycle(b"second")) == b"second"
+
+
+async def test_opening_a_file_that_is_not_a_database_is_an_fdb_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not a sqlite database, just some bytes" * 100)
+    engine = create_engine(f"sqlite:///{path}")
+    with pytest.raises(FDBError, match="not a database"):
+        await engine.open()
+    assert not engine.is_open

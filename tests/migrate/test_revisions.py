@@ -68,3 +68,10 @@ def test_a_written_revision_file_loads_back(folder: Path) -> None:
     (folder / "c0ffee00_first.py").write_text(text)
     (revision,) = History.load(folder).revisions
     assert (revision.id, revision.down, revision.message) == ("c0ffee00", None, "first")
+
+
+def test_a_message_with_quotes_makes_a_loadable_file(folder: Path) -> None:
+    message = 'say "hi" and \\ """ end"'
+    (folder / "x.py").write_text(revision_file("abc", None, message, [], []))
+    (revision,) = History.load(folder).revisions
+    assert revision.message == message

@@ -141,3 +141,12 @@ async def test_opening_a_tenant_upgrades_it_or_refuses_it(
     assert await migrator.current(acme) == "b2"
     migrator.attach(upgrade=False)
     assert (await root.tenants.open("acme")).tenant == "acme"  # at head: served
+
+
+def test_schema_metadata_with_a_custom_name_can_be_created_and_dropped() -> None:
+    from fdbsync.migrate import CreateIndex, DropIndex, Operations
+
+    op = Operations()
+    op.create_schema_metadata("people", by=("team",), name="per_team")
+    op.drop_schema_metadata("people", name="per_team")
+    assert op.planned == [CreateIndex("people", "per_team"), DropIndex("people", "per_team", "m")]

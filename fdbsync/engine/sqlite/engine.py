@@ -99,9 +99,11 @@ class SqliteEngine(Engine):
             )
             try:
                 await self.run(schema.initialize, self.path)
-            except BaseException:
+            except BaseException as error:
                 self._executor.shutdown(wait=False)
                 self._executor = None
+                if isinstance(error, sqlite3.Error):  # not a database, unreadable, ...
+                    raise schema.as_fdb_error(error, f"opening {self.path}") from error
                 raise
             self._registry.reopen()
             self._committer = Committer(self.path, self.limits, self._registry)
