@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..data.indexes import Indexer, SchemaMetadata
-from ..data.keyspace import INDEXES, METADATA
+from ..data.keyspace import INDEXES
 from ..data.model import Model
 from ..migrate.errors import MigrationError
 from ..migrate.operations import CreateIndex, DropIndex, Operation, Operations
@@ -92,32 +92,32 @@ class Declared:
         kind = "SchemaMetadata" if isinstance(self.indexer, SchemaMetadata) else "index"
         return f"{self.model.__name__} ({self.name[0]}) {kind} {self.indexer.name!r}"
 
-    def _default_metadata(self) -> SchemaMetadata | None:
+    def _metadata_arguments(self) -> str | None:
+        """The arguments naming this SchemaMetadata after its source, or None for an index."""
         indexer = self.indexer
-        if isinstance(indexer, SchemaMetadata) and indexer.name == SchemaMetadata(indexer.by).name:
-            return indexer
-        return None
+        if not isinstance(indexer, SchemaMetadata):
+            return None
+        by = f", by={indexer.by!r}" if indexer.by else ""
+        custom = indexer.name != SchemaMetadata(indexer.by).name
+        return by + (f", name={indexer.name!r}" if custom else "")
 
     def create_line(self) -> str:
         source, name = self.name
-        metadata = self._default_metadata()
-        if metadata is not None:
-            by = f", by={metadata.by!r}" if metadata.by else ""
-            return f"op.create_schema_metadata({source!r}{by})"
+        arguments = self._metadata_arguments()
+        if arguments is not None:
+            return f"op.create_schema_metadata({source!r}{arguments})"
         return f"op.create_index({source!r}, {name!r})"
 
     def drop_line(self) -> str:
         source, name = self.name
-        metadata = self._default_metadata()
-        if metadata is not None:
-            by = f", by={metadata.by!r}" if metadata.by else ""
-            return f"op.drop_schema_metadata({source!r}{by})"
+        arguments = self._metadata_arguments()
+        if arguments is not None:
+            return f"op.drop_schema_metadata({source!r}{arguments})"
         if self.indexer.section == INDEXES:
             return f"op.drop_index({source!r}, {name!r})"
-        section = "SchemaMetadata" if self.indexer.section == METADATA else "section"
         return (
-            f"# drop {source!r} {name!r} by hand ({section} {self.indexer.section!r}): "
-            "Operations has no call for a renamed one"
+            f"# drop {source!r} {name!r} by hand: its keys are in section "
+            f"{self.indexer.section!r}, which no operation drops"
         )
 
 

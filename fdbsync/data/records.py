@@ -139,13 +139,27 @@ class RecordKeys:
         return records, last
 
     async def scan_keys(
-        self, tr: ReadView, begin: bytes, end: bytes, budget: int
+        self,
+        tr: ReadView,
+        begin: bytes,
+        end: bytes,
+        budget: int,
+        *,
+        max_bytes: int | None = None,
     ) -> tuple[list[Model], bytes | None]:
-        """The whole records among the next `budget` keys from `begin`, and the key to go on
-        from (None once [begin, end) is done). A split record is never cut: one that the
-        budget would cut is left for the next call, or read whole when it comes first."""
+        """The whole records among the next `budget` keys from `begin` (stopping once they
+        hold `max_bytes`, after at least one), and the key to go on from (None once
+        [begin, end) is done). A split record is never cut: one that the budget would cut is
+        left for the next call, or read whole when it comes first."""
         rows = await tr.get_range(begin, end, limit=budget).to_list()
         done = len(rows) < budget
+        if max_bytes is not None:
+            size = 0
+            for count, (key, value) in enumerate(rows):
+                size += len(key) + len(value)
+                if size > max_bytes and count > 0:
+                    rows, done = rows[:count], False
+                    break
         groups: list[tuple[bytes, Any, bytes, list[bytes]]] = []  # key, pk, value, parts
         for key, value in rows:
             element = unpack(key, len(self.prefix))

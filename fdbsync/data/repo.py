@@ -47,6 +47,8 @@ T = TypeVar("T")
 READY = "ready"
 BUILDING = "building"
 _BUILD_FIELDS = ("cursor", "owner", "expires", "done")
+#: Bytes of records one build batch reads at most: decoding them stays well inside 5 seconds.
+_BUILD_BYTES = 4_000_000
 
 
 _USER_VERSIONS = 1 << 16  # a versionstamp's 2-byte user version
@@ -350,17 +352,25 @@ class Repo:
                 return
 
     async def page(
-        self, model: type[M], cursor: bytes | None = None, *, keys: int = 500
+        self,
+        model: type[M],
+        cursor: bytes | None = None,
+        *,
+        keys: int = 500,
+        max_bytes: int | None = None,
     ) -> tuple[list[M], bytes | None]:
         """The whole records among the next `keys` keys of `model` in primary-key order, from
-        `cursor` (None: the start), and the cursor to go on from (None at the end). For batch
-        jobs that keep their place between transactions, such as data migrations."""
+        `cursor` (None: the start), and the cursor to go on from (None at the end); with
+        `max_bytes`, the page also ends once its records hold that many bytes (it has at least
+        one). For batch jobs that keep their place between transactions, like data migrations."""
         source = self._check_model(model).__fdbsync__.source
         begin, end = self._require_space().records(source)
         records = self._records(model)
 
         async def op(attempt: _Attempt) -> tuple[list[M], bytes | None]:
-            found, after = await records.scan_keys(attempt.tr, cursor or begin, end, keys)
+            found, after = await records.scan_keys(
+                attempt.tr, cursor or begin, end, keys, max_bytes=max_bytes
+            )
             return found, after  # type: ignore[return-value]
 
         return await self._run(op)
@@ -874,7 +884,9 @@ class _Build:
             count = 0
             if stored["cursor"] is not None:
                 begin = bytes.fromhex(stored["cursor"])
-                found, cursor = await keys.scan_keys(tr, begin, end, self.batch_size)
+                found, cursor = await keys.scan_keys(
+                    tr, begin, end, self.batch_size, max_bytes=_BUILD_BYTES
+                )
                 for record in found:
                     self.indexer.set(tr, space, record)
                 count = len(found)

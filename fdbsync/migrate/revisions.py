@@ -165,7 +165,8 @@ def revision_file(
     """The text of a new revision file with these operation lines."""
 
     def body(lines: list[str]) -> str:
-        return "\n".join(f"    {line}" for line in lines) if lines else "    pass"
+        code = [line for line in lines if not line.lstrip().startswith("#")]
+        return "\n".join(f"    {line}" for line in [*lines, *([] if code else ["pass"])])
 
     return (
         f"{message!r}\n\n"

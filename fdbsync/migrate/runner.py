@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ..data.concurrent import gather_all
 from ..data.model import Model
 from ..data.repo import Repo
 from .errors import MigrationError, MigrationRequiredError
@@ -21,6 +22,13 @@ from .revisions import History, Revision
 __all__ = ["Migrator"]
 
 Progress = Callable[[str, int], None]
+
+#: Bytes of records one data-migration batch reads (and may rewrite): well inside a transaction.
+_BATCH_BYTES = 2_000_000
+
+
+def _revision_in(state: bytes | None) -> str | None:
+    return None if state is None else json.loads(state)["revision"]
 
 
 class Migrator:
@@ -72,16 +80,19 @@ class Migrator:
         return await tenant.transaction(read)
 
     async def _set_current(
-        self, tenant: Repo, revision: str | None, finished: Revision | None = None
+        self, tenant: Repo, revision: str | None, finished: Revision, expected: str | None
     ) -> None:
-        """Record `revision` as `tenant`'s; the cursors of the data migrations of `finished`
-        (just applied or undone) go in the same transaction, so running it again starts over."""
+        """Record `revision` as `tenant`'s if it is still at `expected` (another migrator may
+        have moved it meanwhile); the cursors of `finished`'s data migrations go in the same
+        transaction, so running it again starts over."""
         space = tenant.keyspace
         key = space.key("s", "migration")
         value = json.dumps({"revision": revision}).encode()
 
         async def write(tx: Repo) -> None:
             raw = tx.transaction_handle
+            if _revision_in(await raw.get(key)) != expected:
+                return
             raw.set(key, value)
             if finished is not None:
                 cursors = space.key("s", "migration", "data", finished.id)
@@ -109,8 +120,8 @@ class Migrator:
         if direction != "upgrade":
             raise MigrationError(f"{target!r} is below the current revision: use downgrade")
         for revision in revisions:
-            await self._apply(tenant, revision, "upgrade")
-            await self._set_current(tenant, revision.id, revision)
+            await self._apply(tenant, revision, "upgrade", revision.down)
+            await self._set_current(tenant, revision.id, revision, revision.down)
         return [revision.id for revision in revisions]
 
     async def downgrade(self, tenant: Repo, target: str) -> list[str]:
@@ -119,8 +130,8 @@ class Migrator:
         if direction != "downgrade":
             raise MigrationError(f"{target!r} is not below the current revision: use upgrade")
         for revision in revisions:
-            await self._apply(tenant, revision, "downgrade")
-            await self._set_current(tenant, revision.down, revision)
+            await self._apply(tenant, revision, "downgrade", revision.id)
+            await self._set_current(tenant, revision.down, revision, revision.id)
         return [revision.id for revision in revisions]
 
     def plan(self, revision: Revision, direction: str) -> list[Operation]:
@@ -129,7 +140,11 @@ class Migrator:
         (revision.upgrade if direction == "upgrade" else revision.downgrade)(op)
         return op.planned
 
-    async def _apply(self, tenant: Repo, revision: Revision, direction: str) -> None:
+    async def _apply(
+        self, tenant: Repo, revision: Revision, direction: str, expected: str | None
+    ) -> None:
+        """Run `revision`'s operations; `expected` is the revision the tenant is at meanwhile
+        (a data migration stops if another migrator has moved it on)."""
         for number, operation in enumerate(self.plan(revision, direction)):
             match operation:
                 case CreateIndex(source, name):
@@ -145,7 +160,9 @@ class Migrator:
                     await self._drop(tenant, source, name, section)
                 case MigrateData(source, fn, batch_size):
                     where = (revision.id, direction, number)
-                    await self._migrate_data(tenant, self._model(source), fn, batch_size, where)
+                    await self._migrate_data(
+                        tenant, self._model(source), fn, batch_size, where, expected
+                    )
 
     async def _drop(self, tenant: Repo, source: str, name: str, section: str) -> None:
         space = tenant.keyspace
@@ -165,19 +182,21 @@ class Migrator:
         fn: Callable[[Any], Any],
         batch_size: int,
         where: tuple[str, str, int],
+        expected: str | None,
     ) -> None:
         cursor_key = tenant.keyspace.key("s", "migration", "data", *where)
+        state_key = tenant.keyspace.key("s", "migration")
         done_count = 0
 
         async def batch(tx: Repo) -> tuple[bool, int]:
             raw = tx.transaction_handle
-            stored = await raw.get(cursor_key)
-            if stored == b"done":
-                return True, 0
+            stored, state = await gather_all(raw.get(cursor_key), raw.get(state_key))
+            if stored == b"done" or _revision_in(state) != expected:
+                return True, 0  # done, here or by another migrator that moved the tenant on
             cursor = None if stored is None else bytes.fromhex(stored.decode())
-            records, after = await tx.page(model, cursor, keys=batch_size)
+            records, after = await tx.page(model, cursor, keys=batch_size, max_bytes=_BATCH_BYTES)
             for record in records:
-                changed = fn(record.model_copy())
+                changed = fn(record.model_copy(deep=True))
                 if changed is None:
                     await tx.delete(record)
                 elif changed != record:

@@ -150,3 +150,70 @@ def test_schema_metadata_with_a_custom_name_can_be_created_and_dropped() -> None
     op.create_schema_metadata("people", by=("team",), name="per_team")
     op.drop_schema_metadata("people", name="per_team")
     assert op.planned == [CreateIndex("people", "per_team"), DropIndex("people", "per_team", "m")]
+
+
+def data_migration(source: str, body: str, batch_size: int | None = None) -> str:
+    """A revision "d1" (first in its folder) whose data migration runs `body` on each record
+    `r` and returns it."""
+    size = "" if batch_size is None else f", batch_size={batch_size}"
+    return f"""
+revision = "d1"
+down_revision = None
+
+def upgrade(op):
+    def change(r):
+        {body}
+        return r
+    op.migrate_data({source!r}, change{size})
+
+def downgrade(op):
+    pass
+"""
+
+
+@pytest.mark.parametrize("how", ["upgrade", "open"])
+async def test_concurrent_migrators_apply_a_non_idempotent_migration_once(
+    folder: Path, write: Write, root: Repo, how: str
+) -> None:
+    """Two upgrades of one tenant at once (or two openings with attach()): the migration
+    appends "!", so applying any batch twice would show as "!!"."""
+    write("d1.py", data_migration("people", 'r.name = r.name + "!"', batch_size=3))
+    history = History.load(folder)
+    acme = await filled(root, count=12)
+    if how == "upgrade":
+        await asyncio.gather(*(Migrator(root, history).upgrade(acme) for _ in range(2)))
+    else:
+        Migrator(root, history).attach()
+        await asyncio.gather(root.tenants.open("acme"), root.tenants.open("acme"))
+    names = [p.name for p in await acme.all(Person)]
+    assert names == [f"p{i:02}!" for i in range(12)]
+    assert await Migrator(root, history).current(acme) == "d1"
+
+
+async def test_data_migration_batches_stay_inside_a_transaction(
+    folder: Path, write: Write, root: Repo
+) -> None:
+    """600 records of 40 KB under the default 500-key batches would rewrite 20 MB in one
+    transaction (over its 10 MB): batches also end at a byte budget."""
+    from data.models import Everything
+
+    write("d1.py", data_migration("everything", "r.number = 1"))
+    acme = await root.tenants.create("acme")
+    for start in range(0, 600, 100):
+        await acme.insert_all(
+            [Everything(key=i, text="x" * 40_000 + str(i)) for i in range(start, start + 100)]
+        )
+    await Migrator(root, History.load(folder)).upgrade(acme)
+    assert {e.number for e in await acme.all(Everything)} == {1}
+
+
+async def test_a_data_migration_may_change_lists_in_place(
+    folder: Path, write: Write, root: Repo
+) -> None:
+    from data.models import Everything
+
+    write("d1.py", data_migration("everything", 'r.tags.append("migrated")'))
+    acme = await root.tenants.create("acme")
+    await acme.insert_all([Everything(key=i, tags=["a"]) for i in range(5)])
+    await Migrator(root, History.load(folder)).upgrade(acme)
+    assert [e.tags for e in await acme.all(Everything)] == [["a", "migrated"]] * 5
