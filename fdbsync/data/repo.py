@@ -47,6 +47,7 @@ T = TypeVar("T")
 READY = "ready"
 BUILDING = "building"
 _BUILD_FIELDS = ("cursor", "owner", "expires", "done")
+_DROPPED = "dropped"  # a build's news that the index was dropped under it
 #: Bytes of records one build batch reads at most: decoding them stays well inside 5 seconds.
 _BUILD_BYTES = 4_000_000
 
@@ -842,8 +843,9 @@ class _Build:
                 continue
             if state is None:
                 return False
-            if await self._batches(state):
-                return True
+            outcome = await self._batches(state)
+            if outcome != "lost":
+                return outcome == READY
 
     def _stored(self, value: dict[str, Any]) -> bytes:
         return json.dumps({**self.indexer.describe(), **value}).encode()
@@ -870,8 +872,9 @@ class _Build:
         tr.set(self.key, self._stored(state))
         return state
 
-    async def _batches(self, state: dict[str, Any]) -> bool:
-        """Run batches until ready (True) or the claim is lost (False)."""
+    async def _batches(self, state: dict[str, Any]) -> str:
+        """Run batches until the index is ready ("ready"), the claim is lost ("lost") or the
+        index is dropped under the build ("dropped")."""
         keys = self.repo._records(self.model)
         space = self.repo._index_space(self.model, self.indexer)
         end = self.records[1]
@@ -879,6 +882,8 @@ class _Build:
         async def batch(attempt: _Attempt) -> dict[str, Any] | None:
             tr = attempt.tr
             stored: dict[str, Any] = json.loads(await tr.get(self.key) or b"{}")
+            if not stored:
+                return {"state": _DROPPED}  # dropped meanwhile (a downgrade): do not bring it back
             if stored.get("owner") != self.owner:
                 return None  # taken over: our claim expired
             count = 0
@@ -902,8 +907,10 @@ class _Build:
         while True:
             stored = await self.repo._run(batch, writes=True)
             if stored is None:
-                return False
+                return "lost"
+            if stored["state"] == _DROPPED:
+                return _DROPPED
             if self.progress is not None:
                 self.progress(self.indexer.name, stored.get("done", 0))
             if stored["state"] == READY:
-                return True
+                return READY

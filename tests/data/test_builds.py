@@ -632,3 +632,30 @@ async def test_progress_counts_increase_to_the_record_count(engine: Engine) -> N
     state = await raw_state(engine)
     assert state is not None and state["done"] == len(primary_keys)
     await assert_exact(engine, repo, primary_keys)
+
+
+async def test_an_index_dropped_under_its_build_is_not_brought_back(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A downgrade that drops the index (its state) between two batches of a build: the
+    build stops instead of claiming the index afresh and rebuilding it."""
+    primary_keys = list(range(40))
+    await write_unindexed(engine, primary_keys)
+    repo = Repo(engine, models=[Ranked])
+    transactions = 0
+    run = repo._run
+
+    async def clear(tr: Transaction) -> None:
+        tr.clear(STATE_KEY)
+
+    async def dropping_before_the_second_batch(op: Any, **options: Any) -> Any:
+        nonlocal transactions
+        transactions += 1  # 1: the claim, 2: the first batch, 3: the second
+        if transactions == 3:
+            await engine.transact(clear)
+        return await run(op, **options)
+
+    monkeypatch.setattr(repo, "_run", dropping_before_the_second_batch)
+    assert await repo.build_indexes(Ranked, ["rank"], batch_size=5) == []
+    assert transactions == 3  # it stopped at the second batch
+    assert await raw_state(engine) is None
