@@ -69,6 +69,7 @@ class WatchHub:
         self._keys: dict[bytes, _KeyWatch] = {}
         self._held: dict[LiveSession, int] = {}  # session -> shared reads it uses
         self._dirty: set[SharedRead] = set()
+        self._resync: set[LiveSession] = set()  # sessions owed every result of their next tick
         self._ticking: asyncio.Task[None] | None = None
         self._rereads = 0
         self._fires = 0
@@ -116,6 +117,7 @@ class WatchHub:
             self._held[session] = held
         else:
             self._held.pop(session, None)
+            self._resync.discard(session)
         count = read.sessions.get(session, 0) - 1
         if count > 0:
             read.sessions[session] = count
@@ -184,6 +186,17 @@ class WatchHub:
                 watch.add_done_callback(self._fired)
         return refused
 
+    def refresh(self, reads: Iterable[SharedRead], session: LiveSession) -> None:
+        """Read `reads` again in the next tick, as if their watches had fired, and give
+        `session` all of their results then, changed or not (it holds older ones)."""
+        self._dirty.update(read for read in reads if self._reads.get(read.identity) is read)
+        self._resync.add(session)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._dirty and (self._ticking is None or self._ticking.done()):
+            self._ticking = asyncio.get_running_loop().create_task(self._tick())
+
     def _fired(self, watch: Watch) -> None:
         key_watch = self._keys.get(watch.key)
         if key_watch is None or key_watch.watch is not watch:
@@ -191,8 +204,7 @@ class WatchHub:
         key_watch.watch = None
         self._fires += 1
         self._dirty.update(key_watch.reads)
-        if self._ticking is None or self._ticking.done():
-            self._ticking = asyncio.get_running_loop().create_task(self._tick())
+        self._schedule()
 
     async def _tick(self) -> None:
         while self._dirty:
@@ -266,9 +278,13 @@ class WatchHub:
                 changed.add(read)
         for read in failed:
             logger.warning("re-read of %r failed: %r", read, failed[read])
-        # Only sessions with news: a read re-read to the same result tells no one.
-        for session in {s for read in [*changed, *failed] for s in read.sessions}:
-            session.deliver(changed, version, failed)
+        # Only sessions with news: a read re-read to the same result tells no one, except a
+        # session that asked for everything again (see LiveSession.sync).
+        forced = {s for read in reread for s in read.sessions} & self._resync
+        self._resync -= forced
+        everything = set(reread)
+        for session in {s for read in [*changed, *failed] for s in read.sessions} | forced:
+            session.deliver(everything if session in forced else changed, version, failed)
 
 
 _hubs: weakref.WeakKeyDictionary[Engine, dict[asyncio.AbstractEventLoop, WatchHub]] = (

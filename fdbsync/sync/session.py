@@ -176,6 +176,7 @@ class LiveSession:
                 hub.release(self, read)
             raise
         new_values: dict[str, Any] = {}
+        newer: list[SharedRead] = []
         for label, (spec, reads) in plans.items():
             synced = _Synced(_kind(spec), [acquired[id(r)] for r in reads], [], [], [])
             for read in synced.reads:
@@ -183,14 +184,21 @@ class LiveSession:
                     value, at = kept[read.identity]
                 else:
                     value, at = results[read], version
-                if read.version > at:  # a re-read finished while this one ran: it is newer
-                    value, at = read.value, read.version
+                if read.version > at:
+                    newer.append(read)
                 synced.held.append(value)
                 synced.versions.append(at)
                 synced.adopted.append(value is read.value)
             self._replace(label, synced)
             new_values[label] = synced.assigned()
         self._set_assigns(new_values, None)
+        if newer:
+            # A re-read finished while this sync read: some shared results are newer than the
+            # snapshot just assigned. Taking only those would show half of a transaction, so
+            # the page keeps its snapshot and the hub reads all of its labels again, together.
+            mine = set(self.shared_reads())
+            self._pending.difference_update(mine)
+            hub.refresh(mine, self)
 
     async def cancel(self, label: str, assign: bool = True) -> None:
         """Stop following `label`; with `assign`, set it to None (or [] for lists)."""

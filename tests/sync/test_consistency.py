@@ -167,3 +167,41 @@ async def test_a_change_during_the_first_read_is_not_lost(
         if shared:
             watcher.close()
     assert page.assigns["me"] == await repo.get(Person, ada.id)
+
+
+async def test_a_re_read_landing_during_a_first_read_does_not_tear_the_page(
+    repo: Repo, people: list[Person], hub: WatchHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another session watches ada. A page syncs ada and bob; after its first read, a
+    transaction renames both, and the hub's re-read of ada (for the other session) finishes
+    before the page's sync does. The page must show both old names, then both new ones,
+    never one of each."""
+    ada, bob = people[0], people[1]
+    watcher = LiveSession(repo)
+    await watcher.sync_one("me", Person, ada.id)
+    load = WatchHub.load
+
+    async def load_then_rename(self: WatchHub, *args: Any) -> Any:
+        loaded = await load(self, *args)
+        rereads = hub.stats().rereads
+
+        async def rename(tx: Repo) -> None:
+            await tx.update(ada, {"name": "ada 2"})
+            await tx.update(bob, {"name": "bob 2"})
+
+        await repo.transaction(rename)
+        await eventually(lambda: hub.stats().rereads > rereads)  # ada's, for the watcher
+        return loaded
+
+    monkeypatch.setattr(WatchHub, "load", load_then_rename)
+    page = LiveSession(repo)
+    await page.sync([One("ada", Person, ada.id), One("bob", Person, bob.id)])
+    monkeypatch.undo()
+    shown = (page.assigns["ada"].name, page.assigns["bob"].name)
+    assert shown in {("ada", "bob"), ("ada 2", "bob 2")}, f"half a transaction: {shown}"
+    while shown != ("ada 2", "bob 2"):
+        await apply_next(page)
+        shown = (page.assigns["ada"].name, page.assigns["bob"].name)
+        assert shown in {("ada", "bob"), ("ada 2", "bob 2")}, f"half a transaction: {shown}"
+    page.close()
+    watcher.close()
