@@ -3,12 +3,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VENDOR := static/vendor
+ASSETS := $(VENDOR)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint types unit setup clean
+.PHONY: run test lint types unit setup assets clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(ASSETS)
+
+assets: $(ASSETS)
+
+# htmx comes from the npm registry at the versions package-lock.json pins; nothing of it is
+# committed. The builds the pages load are copied into static/vendor/.
+$(ASSETS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)/htmx2 $(VENDOR)/htmx4
+	cp node_modules/htmx2/dist/htmx.min.js node_modules/htmx-ext-sse/dist/sse.min.js $(VENDOR)/htmx2/
+	cp node_modules/htmx4/dist/htmx.min.js node_modules/htmx4/dist/ext/hx-sse.min.js $(VENDOR)/htmx4/
+	touch $(ASSETS)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,4 +46,4 @@ unit: setup
 test: lint types unit
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) var node_modules $(VENDOR) .mypy_cache .ruff_cache .pytest_cache .hypothesis
