@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -136,14 +136,18 @@ class WatchHub:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def load(self, repo: Repo, reads: list[SharedRead]) -> tuple[dict[SharedRead, Any], int]:
+    async def load(
+        self, repo: Repo, reads: list[SharedRead], check: Sequence[SharedRead] = ()
+    ) -> tuple[dict[SharedRead, Any], int, set[SharedRead]]:
         """Read `reads` in one transaction that also arms the watches their keys lack; their
-        results and the read version. New shared reads take these results."""
+        results, the read version, and those of `check` (reads not read again) whose watched
+        key moved past their latest result. New shared reads take these results."""
+        every = [*reads, *check]
 
         async def once(tx: Repo) -> tuple[dict[SharedRead, Any], list[bytes | None], Any, int]:
             handle = tx.transaction_handle
             results, tokens = await asyncio.gather(
-                fetch_all(tx, reads), handle.get_many([read.key for read in reads])
+                fetch_all(tx, reads), handle.get_many([read.key for read in every])
             )
             for outcome in results.values():
                 if isinstance(outcome, BaseException):
@@ -154,10 +158,11 @@ class WatchHub:
         results, tokens, arming, version = await repo.transaction(once)
         if self._armed(arming):
             raise WatchLimitError("the engine refused more watches (FDB error 1032)")
-        for read, token in zip(reads, tokens, strict=True):
+        for read, token in zip(reads, tokens[: len(reads)], strict=True):
             if read.version < 0:
                 read.settle(results[read], token, version)
-        return results, version
+        moved = {r for r, t in zip(check, tokens[len(reads) :], strict=True) if t != r.token}
+        return results, version, moved
 
     @staticmethod
     def _others(
@@ -279,11 +284,14 @@ class WatchHub:
         for read in failed:
             logger.warning("re-read of %r failed: %r", read, failed[read])
         # Only sessions with news: a read re-read to the same result tells no one, except a
-        # session that asked for everything again (see LiveSession.sync).
-        forced = {s for read in reread for s in read.sessions} & self._resync
-        self._resync -= forced
+        # session that asked for everything again (see LiveSession.sync): it gets every result
+        # once a tick has re-read all of its reads, and nothing before (a part would tear it).
         everything = set(reread)
-        for session in {s for read in [*changed, *failed] for s in read.sessions} | forced:
+        forced = {s for s in self._resync if set(s.shared_reads()) <= everything}
+        waiting = self._resync - forced
+        self._resync -= forced
+        told = {s for read in [*changed, *failed] for s in read.sessions} - waiting
+        for session in told | forced:
             session.deliver(everything if session in forced else changed, version, failed)
 
 

@@ -166,11 +166,21 @@ class LiveSession:
         kept = self._kept(plans)
         fresh = [r for _, reads in plans.values() for r in reads if r.identity not in kept]
         hub.reserve(fresh)
-        acquired = {id(r): hub.acquire(self, r) for _, reads in plans.values() for r in reads}
+        plan_reads = [r for _, reads in plans.values() for r in reads]
+        acquired = {id(r): hub.acquire(self, r) for r in plan_reads}
         # Equal reads in two labels (or already shared with other sessions) are read once.
         to_load = list({id(acquired[id(r)]): acquired[id(r)] for r in fresh}.values())
+        # Results kept for a Many label's ids that stay are checked at the load's read version;
+        # if one is out of date, every label is read again, so the page is one snapshot.
+        unique = list({id(read): read for read in acquired.values()}.values())
+        check = [read for read in unique if read.identity in kept]
         try:
-            results, version = await hub.load(repo, to_load) if to_load else ({}, -1)
+            results, version, moved = await hub.load(repo, to_load, check)
+            if moved or any(read.version > kept[read.identity][1] for read in check):
+                kept = {}
+                results, version, _ = await hub.load(repo, unique)
+            if self._closed:  # closed while this read ran: hold nothing
+                raise SyncError("this session was closed during sync")
         except BaseException:
             for read in acquired.values():
                 hub.release(self, read)
@@ -258,6 +268,7 @@ class LiveSession:
     async def next_ready(self) -> Ready:
         """Wait for the hub's next news for this session (news that piles up comes as one)."""
         while not self._pending and self._failure is None:
+            self._check_open()
             self._news.clear()
             await self._news.wait()
         if self._failure is not None:
@@ -270,8 +281,14 @@ class LiveSession:
         running it being cancelled) closes the session; a failed re-read or callback is
         logged and raised as SyncError."""
         try:
-            while True:
-                changed = await self._apply((await self.next_ready()).reads, None)
+            while not self._closed:
+                try:
+                    ready = await self.next_ready()
+                except SyncError:
+                    if self._closed:
+                        return  # closed elsewhere: the updates end
+                    raise
+                changed = await self._apply(ready.reads, None)
                 if changed:
                     yield changed
         finally:
@@ -282,6 +299,7 @@ class LiveSession:
         if self._closed:
             return
         self._closed = True
+        self._news.set()  # a task waiting for news hears that there will be none
         if self._hub is not None:
             self._drop_all()
 
