@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from measure import hop, run_tasks, run_threaded, table
+
 from fdbsync.engine import Engine, Transaction, create_engine, pack
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
@@ -91,39 +93,6 @@ class Raw:
             "INSERT OR REPLACE INTO kv VALUES (?, ?)", ((key(i), VALUE) for i in range(PRELOAD))
         )
         self.writer.execute("COMMIT")
-
-
-# -- measuring ----------------------------------------------------------------------------
-def per_second(count: int, seconds: float) -> float:
-    return count / seconds if seconds else float("inf")
-
-
-def run_threaded(op: Callable[[int], None], count: int) -> float:
-    start = time.perf_counter()
-    for i in range(count):
-        op(i)
-    return per_second(count, time.perf_counter() - start)
-
-
-async def run_tasks(op: Callable[[int], Awaitable[None]], count: int, tasks: int) -> float:
-    counter = iter(range(count))
-
-    async def worker() -> None:
-        for i in counter:
-            await op(i)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(tasks)))
-    return per_second(count, time.perf_counter() - start)
-
-
-def hop(
-    executor: ThreadPoolExecutor, fn: Callable[[int], None]
-) -> Callable[[int], Awaitable[None]]:
-    async def op(i: int) -> None:
-        await asyncio.get_running_loop().run_in_executor(executor, fn, i)
-
-    return op
 
 
 def engine_ops(engine: Engine) -> dict[str, Callable[[int], Awaitable[None]]]:
@@ -284,12 +253,6 @@ def summary(ms: list[float]) -> list[str]:
     ordered = sorted(ms)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return [f"{statistics.median(ordered):.2f}", f"{p99:.2f}"]
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 async def main() -> None:

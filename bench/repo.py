@@ -23,11 +23,10 @@ import sqlite3
 import statistics
 import tempfile
 import threading
-import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from measure import Fn, Op, hop, run_tasks, run_threaded, table
 from pydantic import Field
 
 from fdbsync.data import Index, Model, Repo, SchemaMetadata, new_id
@@ -59,10 +58,6 @@ class Person(Model, source="people", indexes=[Index("team"), SchemaMetadata()]):
 
 def fields(i: int) -> dict[str, str]:
     return {"name": f"Person {i}", "email": f"person{i}@example.com", "team": TEAMS[i % 10]}
-
-
-Fn = Callable[[int], object]
-Op = Callable[[int], Awaitable[None]]
 
 
 # -- raw sqlite3 --------------------------------------------------------------------------
@@ -177,37 +172,6 @@ async def check(repo: Repo, raw: Raw, ids: list[str]) -> None:
     assert len(page) == LIMIT
 
 
-# -- measuring ----------------------------------------------------------------------------
-def per_second(count: int, seconds: float) -> float:
-    return count / seconds if seconds else float("inf")
-
-
-def run_threaded(fn: Fn, count: int) -> float:
-    start = time.perf_counter()
-    for i in range(count):
-        fn(i)
-    return per_second(count, time.perf_counter() - start)
-
-
-async def run_tasks(op: Op, count: int, tasks: int) -> float:
-    counter = iter(range(count))
-
-    async def worker() -> None:
-        for i in counter:
-            await op(i)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(tasks)))
-    return per_second(count, time.perf_counter() - start)
-
-
-def hop(executor: ThreadPoolExecutor, fn: Fn) -> Op:
-    async def op(i: int) -> None:
-        await asyncio.get_running_loop().run_in_executor(executor, fn, i)
-
-    return op
-
-
 async def one_run(
     workdir: Path, counts: dict[str, int], preload: int
 ) -> dict[tuple[str, str], float]:
@@ -266,12 +230,6 @@ async def profile(workload: str, count: int, preload: int) -> None:
     for order in ("cumulative", "tottime"):
         print(f"-- top 25 by {order} --")
         pstats.Stats(profiler).strip_dirs().sort_stats(order).print_stats(25)
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 async def main() -> None:

@@ -59,6 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from measure import table
+
 from fdbsync.data import Model, Query, Repo, SchemaMetadata
 from fdbsync.engine import Watch, create_engine
 from fdbsync.sync import LiveSession, hub_for
@@ -531,12 +533,6 @@ def quantile(values: list[float], q: float) -> float:
 
 def stats_of(values: list[float]) -> tuple[float, float, float]:
     return quantile(values, 0.5), quantile(values, 0.99), max(values)
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def retried(found: list[Measurement]) -> str:
