@@ -88,6 +88,7 @@ class LiveSession:
         self._assign = assign
         self._hub = hub
         self._labels: dict[str, _Synced] = {}
+        self._synced_once: dict[str, None] = {}  # every label synced, in order
         self.private["fdbsync"] = self._labels
         self._callbacks: dict[str, Callback] = {}
         self._pending: set[SharedRead] = set()
@@ -108,6 +109,12 @@ class LiveSession:
 
     def __repr__(self) -> str:
         return f"<LiveSession {id(self):#x} tenant={self.private.get('tenant')!r}>"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every label this session has synced, in order (cancelled ones too: their assigns
+        still render)."""
+        return tuple(self._synced_once)
 
     @property
     def hub(self) -> WatchHub:
@@ -158,9 +165,11 @@ class LiveSession:
             else:
                 plans[spec.label] = (spec, self._reads_of(repo, spec))
         if not plans:
+            self._synced_once.update(dict.fromkeys(spec.label for spec in labels))
             return
         if not self.watch:
             await self._render_once(repo, plans)
+            self._synced_once.update(dict.fromkeys(spec.label for spec in labels))
             return
         hub = self.hub
         kept = self._kept(plans)
@@ -202,6 +211,7 @@ class LiveSession:
             self._replace(label, synced)
             new_values[label] = synced.assigned()
         self._set_assigns(new_values, None)
+        self._synced_once.update(dict.fromkeys(spec.label for spec in labels))
         if newer:
             # A re-read finished while this sync read: some shared results are newer than the
             # snapshot just assigned. Taking only those would show half of a transaction, so

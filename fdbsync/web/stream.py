@@ -1,0 +1,130 @@
+"""`LiveStream`: one page's live connection. It drives the page's session and turns the labels
+that change into SSE messages of out-of-band fragments.
+
+Rendering waits for the response to ask for the next message. While a slow client keeps the
+previous message in flight, news piles up in the session as a set of changed reads, so the
+server never holds more than the one message being written, one fragment per name, however
+slowly the client reads; what it sends next is the state at that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sse_starlette import ServerSentEvent
+from starlette.requests import Request
+
+from ..sync.errors import SyncError
+from ..sync.session import LiveSession
+from .fragments import Fragment, digest
+
+if TYPE_CHECKING:
+    from .live import LiveSync
+    from .route import LiveRoute
+
+__all__ = ["LiveStream"]
+
+logger = logging.getLogger("fdbsync.web")
+
+
+class LiveStream:
+    """A connected page: its session, request and route, and what its page shows."""
+
+    def __init__(
+        self,
+        live: LiveSync,
+        session: LiveSession,
+        request: Request,
+        route: LiveRoute,
+        shown: Mapping[str, str],
+    ) -> None:
+        self.live = live
+        self.session = session
+        self.request = request
+        self.route = route
+        #: fragment name -> digest of the HTML the page shows (from its render, on a first
+        #: connect the server recognises, then from what this stream sent)
+        self.shown: dict[str, str] = dict(shown)
+        self.messages = 0  # messages handed to the response
+        self.pending = 0  # fragments rendered and not yet written to the client
+        self.max_pending = 0  # the most fragments ever pending at once
+        self.end_reason: str | None = None
+        self._deadline = asyncio.get_running_loop().time() + live.lifetime_for()
+
+    def __repr__(self) -> str:
+        return f"<LiveStream {self.request.url.path} {self.session!r}>"
+
+    def end(self, reason: str = "ended by the server") -> None:
+        """End this stream now (its client will reconnect, and authorize again)."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        self.session.close()
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        """The stream's messages: first every fragment the page may not show, then the
+        fragments of each change. Ends at the stream's lifetime, on `end()`, on shutdown, or
+        on an error in this session (logged; the client reconnects)."""
+        live = self.live
+        live.streams.add(self)
+        updates = self.session.updates()
+        try:
+            first = self._message(self.session.labels)
+            if first is not None or live.reconnect_delay is not None:
+                yield ServerSentEvent(first, retry=live.reconnect_ms())
+                self._written()
+            while True:
+                try:
+                    async with asyncio.timeout_at(self._deadline):
+                        changed = await anext(updates)
+                except TimeoutError:
+                    self.end("lifetime")
+                    return
+                except StopAsyncIteration:
+                    return
+                message = self._message(changed)
+                if message is not None:
+                    yield ServerSentEvent(message)
+                    self._written()
+        except SyncError as error:
+            self.end_reason = f"error: {error}"
+            logger.warning("live stream %s ended: %s", self.request.url.path, error)
+        except Exception as error:
+            self.end_reason = f"error: {error!r}"
+            logger.exception("live stream %s ended by an error", self.request.url.path)
+        finally:
+            await updates.aclose()
+            self.session.close()
+            live.streams.discard(self)
+
+    def _written(self) -> None:
+        """The response asked for the next message: the last one is written."""
+        self.pending = 0
+
+    def _message(self, labels: Iterable[str]) -> str | None:
+        """The fragments of `labels` that differ from what the page shows, as one message."""
+        parts: list[str] = []
+        names: list[str] = []
+        context = self.live.fragment_context(self.session, self.request, self.route)
+        for label in labels:
+            for fragment in self.route.fragments_for(label):
+                html = self._render(fragment, label, context)
+                name = fragment.name or label
+                seen = digest(html)
+                if self.shown.get(name) == seen:
+                    continue
+                self.shown[name] = seen
+                parts.append(html)
+                names.append(name)
+        if not parts:
+            return None
+        self.messages += 1
+        self.pending = len(parts)
+        self.max_pending = max(self.max_pending, self.pending)
+        self.live.note_message(len(parts))
+        return "\n".join(parts)
+
+    def _render(self, fragment: Fragment, label: str, context: Mapping[str, Any]) -> str:
+        return self.live.renderer.render(fragment, label, self.route.template, context)
