@@ -8,7 +8,7 @@ ASSETS := $(VENDOR)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint types unit setup assets clean
+.PHONY: run test lint types unit setup assets browser clean
 
 setup: $(STAMP) $(ASSETS)
 
@@ -22,6 +22,17 @@ $(ASSETS): package.json package-lock.json
 	cp node_modules/htmx2/dist/htmx.min.js node_modules/htmx-ext-sse/dist/sse.min.js $(VENDOR)/htmx2/
 	cp node_modules/htmx4/dist/htmx.min.js node_modules/htmx4/dist/ext/hx-sse.min.js $(VENDOR)/htmx4/
 	touch $(ASSETS)
+
+# Browser tests drive Debian's Chromium through Playwright (Playwright's own browser download
+# cannot work here). Installed with apt when missing; CI runs as root.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +51,7 @@ lint: setup
 types: setup
 	$(BIN)/mypy fdbsync
 
-unit: setup
+unit: setup browser
 	$(BIN)/pytest
 
 test: lint types unit

@@ -30,6 +30,7 @@ __all__ = ["Fragment", "FragmentRenderer", "FragmentSpec", "digest", "fragments_
 
 #: A fragment function: the render context (assigns, `live`, `request`) in, HTML out.
 FragmentFunction = Callable[[Mapping[str, Any]], str]
+_UpToDate: TypeAlias = Callable[[], bool] | None
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class FragmentRenderer:
         self.renders = 0  # fragments actually rendered
         self.shared = 0  # fragments served from an equal earlier render
         self._cache: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self._reads: dict[tuple[str, str | None], frozenset[str] | None] = {}
+        self._reads: dict[tuple[str, str | None], tuple[frozenset[str] | None, _UpToDate]] = {}
 
     def render(
         self,
@@ -201,31 +202,35 @@ class FragmentRenderer:
             return None
         template_name = fragment.template or route_template
         cache_key = (template_name, fragment.block)
-        if cache_key not in self._reads:
-            self._reads[cache_key] = self._analyse(template_name, fragment.block)
-        return self._reads[cache_key]
+        found = self._reads.get(cache_key)
+        if found is None or (self.env.auto_reload and found[1] is not None and not found[1]()):
+            found = self._reads[cache_key] = self._analyse(template_name, fragment.block)
+        return found[0]
 
-    def _analyse(self, template_name: str, block_name: str | None) -> frozenset[str] | None:
+    def _analyse(
+        self, template_name: str, block_name: str | None
+    ) -> tuple[frozenset[str] | None, _UpToDate]:
+        """What `_names` returns, and the loader's check that the source is unchanged (with
+        auto_reload, an edited template is analysed again)."""
         loader = self.env.loader
         if loader is None:
-            return None
-        source, _, _ = loader.get_source(self.env, template_name)
+            return None, None
+        source, _, uptodate = loader.get_source(self.env, template_name)
         tree = self.env.parse(source)
-        body: nodes.Node = tree
+        body: nodes.Template = tree
         if block_name is not None:
             found = [b for b in tree.find_all(nodes.Block) if b.name == block_name]
             if not found:
-                return None
+                return None, uptodate
             body = nodes.Template(found[0].body, lineno=1)
             body.set_environment(self.env)
         opaque = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
         if any(True for _ in body.find_all(opaque)):
-            return None
+            return None, uptodate
         calls = (call.node for call in body.find_all(nodes.Call))
         if any(isinstance(node, nodes.Name) and node.name == "super" for node in calls):
-            return None
-        assert isinstance(body, nodes.Template)
-        return frozenset(meta.find_undeclared_variables(body))
+            return None, uptodate
+        return frozenset(meta.find_undeclared_variables(body)), uptodate
 
 
 _PLAIN = (str, int, float, bool, bytes, type(None))
