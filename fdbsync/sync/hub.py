@@ -208,6 +208,10 @@ class WatchHub:
             return  # cancelled by release(), or already replaced
         key_watch.watch = None
         self._fires += 1
+        now = asyncio.get_running_loop().time()
+        for read in key_watch.reads:
+            if read.fired_at is None:
+                read.fired_at = now
         self._dirty.update(key_watch.reads)
         self._schedule()
 
@@ -268,6 +272,9 @@ class WatchHub:
                 session.deliver(set(), -1, {read: error for read in batch})
             return
         self._rereads += len(reread)
+        since = min((r.fired_at for r in reread if r.fired_at is not None), default=None)
+        for read in reread:
+            read.fired_at = None
         changed: set[SharedRead] = set()
         failed: dict[SharedRead, BaseException] = {}
         for key_watch in self._armed(arming):  # nothing would tell these reads of changes
@@ -292,7 +299,8 @@ class WatchHub:
         self._resync -= forced
         told = {s for read in [*changed, *failed] for s in read.sessions} - waiting
         for session in told | forced:
-            session.deliver(everything if session in forced else changed, version, failed)
+            news = everything if session in forced else changed
+            session.deliver(news, version, failed, since=since)
 
 
 _hubs: weakref.WeakKeyDictionary[Engine, dict[asyncio.AbstractEventLoop, WatchHub]] = (

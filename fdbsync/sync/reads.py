@@ -22,7 +22,7 @@ __all__ = ["QueryRead", "RecordRead", "SharedRead", "fetch_all"]
 class SharedRead:
     """One read, its watched key and its latest result."""
 
-    __slots__ = ("identity", "key", "repo", "sessions", "token", "value", "version")
+    __slots__ = ("fired_at", "identity", "key", "repo", "sessions", "token", "value", "version")
 
     def __init__(self, repo: Repo, key: bytes, identity: Hashable) -> None:
         self.repo = repo  # bound to the read's tenant
@@ -32,6 +32,7 @@ class SharedRead:
         self.token: bytes | None = None
         self.version = -1  # the read version of `value`; -1 until first read
         self.sessions: dict[Any, int] = {}  # session -> how many of its labels use this read
+        self.fired_at: float | None = None  # loop time its watch fired, until it is re-read
 
     @property
     def tenant(self) -> str | None:

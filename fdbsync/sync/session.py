@@ -94,6 +94,10 @@ class LiveSession:
         self._pending: set[SharedRead] = set()
         self._failure: SyncError | None = None
         self._news = asyncio.Event()
+        self._news_since: float | None = None
+        #: When the news `next_ready` last returned began: the loop time the first storage
+        #: watch behind it fired (None if unknown). The web layer measures push latency by it.
+        self.news_since: float | None = None
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -284,6 +288,7 @@ class LiveSession:
         if self._failure is not None:
             raise self._failure
         pending, self._pending = self._pending, set()
+        self.news_since, self._news_since = self._news_since, None
         return Ready(self, frozenset(pending))
 
     async def updates(self) -> AsyncGenerator[set[str], None]:
@@ -324,9 +329,13 @@ class LiveSession:
         changed: set[SharedRead],
         version: int,
         failed: Mapping[SharedRead, BaseException],
+        *,
+        since: float | None = None,
     ) -> None:
         """The hub's results: `changed` reads have new values; `failed` ones could not be
-        re-read (that ends the session)."""
+        re-read (that ends the session). `since`: when the watch behind them fired."""
+        if since is not None and (self._news_since is None or since < self._news_since):
+            self._news_since = since
         # Changes to reads of a label still being synced count too: the label takes them when
         # it is applied next.
         self._pending.update(read for read in changed if self in read.sessions)

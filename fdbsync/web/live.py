@@ -35,6 +35,7 @@ class LiveStats:
 
     streams: int  # open live streams
     messages: int  # messages sent, since start
+    pushes: int  # messages sent because data changed (not on connect)
     fragments: int  # fragments sent, since start
     renders: int  # fragments rendered
     shared_renders: int  # fragments served from an equal render for another page
@@ -88,6 +89,10 @@ class LiveSync:
         self._stream_contexts: dict[int, LiveContext] = {}
         self._messages = 0
         self._fragments = 0
+        self._pushes = 0
+        #: Called with each push's latency in seconds: from the storage watch firing to the
+        #: message being written to the client (a metrics histogram's `observe`, say).
+        self.push_observers: list[Callable[[float], None]] = []
 
     # -- the app's lifespan ------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class LiveSync:
         return LiveStats(
             streams=len(self.streams),
             messages=self._messages,
+            pushes=self._pushes,
             fragments=self._fragments,
             renders=self.renderer.renders,
             shared_renders=self.renderer.shared,
@@ -168,6 +174,11 @@ class LiveSync:
     def note_message(self, fragments: int) -> None:
         self._messages += 1
         self._fragments += fragments
+
+    def note_push(self, latency: float) -> None:
+        self._pushes += 1
+        for observe in self.push_observers:
+            observe(latency)
 
 
 def live_of(request: Request) -> LiveSync:

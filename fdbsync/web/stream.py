@@ -84,10 +84,13 @@ class LiveStream:
                     return
                 except StopAsyncIteration:
                     return
+                since = self.session.news_since
                 message = self._message(changed)
                 if message is not None:
                     yield ServerSentEvent(message)
                     self._written()
+                    if since is not None:
+                        live.note_push(asyncio.get_running_loop().time() - since)
         except SyncError as error:
             self.end_reason = f"error: {error}"
             logger.warning("live stream %s ended: %s", self.request.url.path, error)
