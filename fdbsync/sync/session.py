@@ -115,6 +115,11 @@ class LiveSession:
         return f"<LiveSession {id(self):#x} tenant={self.private.get('tenant')!r}>"
 
     @property
+    def closed(self) -> bool:
+        """Whether the session was closed (it holds nothing and syncs no more)."""
+        return self._closed
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """Every label this session has synced, in order (cancelled ones too: their assigns
         still render)."""

@@ -184,16 +184,22 @@ class FragmentRenderer:
         held: list[Any],
     ) -> Hashable:
         names = self._names(fragment, route_template)
-        if names is not None:
-            for name in names:
-                value = self.env.globals.get(name)
-                if name not in context and getattr(value, "jinja_pass_arg", None) is not None:
-                    names = None  # a global such as url_for reads the whole context
-                    break
+        if names is not None and any(not self._plain_name(n, context) for n in names):
+            names = None
         chosen = sorted(context) if names is None else sorted(n for n in names if n in context)
         source = fragment.render if fragment.render is not None else fragment.template
         parts = tuple((name, _key_of(context[name], held)) for name in chosen)
         return (id(source), source, fragment.block, route_template, parts)
+
+    def _plain_name(self, name: str, context: Mapping[str, Any]) -> bool:
+        """Whether what `name` renders depends on nothing but its own value: true for names
+        in the context and for plain globals. A global such as url_for reads the whole
+        context; an unknown name may be a macro of the template, which may read anything."""
+        if name in context:
+            return True
+        if name not in self.env.globals:
+            return False
+        return getattr(self.env.globals[name], "jinja_pass_arg", None) is None
 
     def _names(self, fragment: Fragment, route_template: str) -> frozenset[str] | None:
         """The context names a template fragment reads; None when that cannot be known

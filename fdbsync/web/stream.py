@@ -84,6 +84,9 @@ class LiveStream:
                     return
                 except StopAsyncIteration:
                     return
+                if self.session.closed:  # closed by a callback (a sign-out, say)
+                    self.end("the session was closed")
+                    return
                 since = self.session.news_since
                 message = self._message(changed)
                 if message is not None:
