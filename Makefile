@@ -37,12 +37,18 @@ $(CHROMIUM):
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,example]'
 	touch $(STAMP)
+
+# The example app: seed the demo tenants (first run only), bring every tenant to the
+# migrations' head, then serve with two workers (any worker serves any page or stream).
+WORKERS ?= 2
 
 run: setup
 	mkdir -p var
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(BIN)/python -m app.seed
+	$(BIN)/fdbsync upgrade --all-tenants
+	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) --timeout-graceful-shutdown 5
 
 lint: setup
 	$(BIN)/ruff check .

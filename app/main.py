@@ -1,56 +1,47 @@
-"""The example app. For now a single page that proves the engine works end to end: a counter
-kept in the engine, bumped with an atomic add. The live example app replaces it in a later
-release."""
+"""The example app: a multi-tenant team directory whose pages stay live.
+
+`make run` seeds it, migrates it and serves it with uvicorn (two workers on the embedded
+engine; any worker serves any page or stream). Sign in with a demo account from README.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
 
-from fdbsync.engine import Transaction, create_engine, pack
+from fdbsync.web import LIVE_PARAM
 
-ROOT = Path(__file__).resolve().parents[1]
-COUNTER = pack(("example", "counter"))
+from . import api, auth, metrics, pages
+from .config import ROOT
+from .security import SECRET, SESSION_COOKIE, SignInRequired
+from .store import live
 
-engine = create_engine()
-templates = Jinja2Templates(directory=ROOT / "templates")
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with engine:
-        yield
-
-
-app = FastAPI(title="fdbsync example", lifespan=lifespan)
+app = FastAPI(
+    title="fdbsync team directory",
+    description="The fdbsync example app: live htmx pages and a JSON API over one repo.",
+    lifespan=live.lifespan,
+)
+app.add_middleware(
+    SessionMiddleware,
+    secret_key=SECRET,
+    session_cookie=SESSION_COOKIE,
+    same_site="lax",
+    max_age=14 * 24 * 3600,
+)
 app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+app.include_router(auth.router)
+app.include_router(pages.router)
+app.include_router(api.router)
+app.include_router(metrics.router)
 
 
-async def read_counter(tr: Transaction) -> tuple[int, int]:
-    raw = await tr.get(COUNTER)
-    return int.from_bytes(raw or b"", "little"), await tr.get_read_version()
-
-
-@app.get("/", response_class=HTMLResponse)
-async def index(request: Request) -> HTMLResponse:
-    count, version = await engine.transact(read_counter)
-    return templates.TemplateResponse(
-        request,
-        "index.html",
-        {"count": count, "version": version, "engine_url": engine.url},
-    )
-
-
-@app.post("/increment")
-async def increment() -> RedirectResponse:
-    async def bump(tr: Transaction) -> None:
-        tr.add(COUNTER, (1).to_bytes(8, "little"))
-
-    await engine.transact(bump)
-    return RedirectResponse("/", status_code=303)
+@app.exception_handler(SignInRequired)
+async def sign_in_required(request: Request, exc: SignInRequired) -> Response:
+    """Pages send the browser to sign in; the API and live streams answer 401."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": "sign in first"}, status_code=401)
+    if LIVE_PARAM in request.query_params:
+        return PlainTextResponse("sign in first\n", status_code=401)
+    return RedirectResponse("/signin", status_code=303)
