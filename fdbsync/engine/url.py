@@ -25,8 +25,9 @@ def create_engine(url: str | None = None, *, limits: Limits | None = None) -> En
     """An engine for `url` (not yet open: `async with engine:` or `await engine.open()`).
 
     `sqlite:///relative/file.db` and `sqlite:////absolute/file.db` name the embedded
-    engine's file. Query parameters set limits and options, for example
-    `?transaction_time=1&max_watches=100&watch_poll_interval=0.01`.
+    engine's file; `fdb://` opens FoundationDB through the default cluster file and
+    `fdb:///path/to/fdb.cluster` through the one given. Query parameters set limits and
+    options, for example `?transaction_time=1&max_watches=100&watch_poll_interval=0.01`.
     """
     url = resolve_url(url)
     parts = urlsplit(url)
@@ -39,22 +40,35 @@ def create_engine(url: str | None = None, *, limits: Limits | None = None) -> En
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         if not path:
             raise ValueError(f"{url}: no database file named")
-        limit_values = {k: _convert(k, v, url) for k, v in query.items() if k in _LIMIT_OPTIONS}
         engine_values = {k: _ENGINE_OPTIONS[k](v) for k, v in query.items() if k in _ENGINE_OPTIONS}
-        unknown = set(query) - set(limit_values) - set(engine_values)
-        if unknown:
-            raise ValueError(f"{url}: unknown option(s) {', '.join(sorted(unknown))}")
-        if limit_values:
-            base = limits or Limits()
-            limits = Limits(
-                **{**{f.name: getattr(base, f.name) for f in fields(Limits)}, **limit_values}
-            )
+        limits = _limits(url, query, limits, known=set(engine_values))
         return SqliteEngine(path, limits=limits, url=url, **engine_values)
     if parts.scheme == "fdb":
-        raise ValueError(
-            f"{url}: the FoundationDB engine is not part of this release yet; use sqlite:///"
-        )
+        # Imports no bindings: the client library is loaded when the engine opens.
+        from .fdb.engine import FdbEngine
+
+        if parts.netloc:
+            raise ValueError(
+                f"{url}: name a cluster file, not a host: fdb:// (the default cluster file) "
+                "or fdb:///path/to/fdb.cluster"
+            )
+        cluster_file = "/" + parts.path.lstrip("/") if parts.path.strip("/") else None
+        return FdbEngine(cluster_file, limits=_limits(url, query, limits), url=url)
     raise ValueError(f"{url}: unknown engine scheme {parts.scheme!r} (expected sqlite or fdb)")
+
+
+def _limits(
+    url: str, query: dict[str, str], limits: Limits | None, known: set[str] | None = None
+) -> Limits | None:
+    """`limits` with the URL's limit options applied; ValueError for any unknown option."""
+    values = {k: _convert(k, v, url) for k, v in query.items() if k in _LIMIT_OPTIONS}
+    unknown = set(query) - set(values) - (known or set())
+    if unknown:
+        raise ValueError(f"{url}: unknown option(s) {', '.join(sorted(unknown))}")
+    if not values:
+        return limits
+    base = limits or Limits()
+    return Limits(**{**{f.name: getattr(base, f.name) for f in fields(Limits)}, **values})
 
 
 def _convert(name: str, value: str, url: str) -> int | float:
