@@ -8,11 +8,30 @@ from pathlib import Path
 
 import pytest
 
-from fdbsync.engine import Engine, Limits, create_engine
+from fdbsync.engine import Engine, Limits, Transaction, create_engine
+
+#: Names the cluster file of a throwaway FoundationDB cluster. Set, every engine-parametrized
+#: test also runs on FoundationDB (the GitHub workflow sets it); each one clears the cluster's
+#: whole keyspace before and after it runs.
+FDB_CLUSTER_VAR = "FDBSYNC_TEST_FDB_CLUSTER"
+FDB_SKIP_REASON = (
+    f"FoundationDB engine: set {FDB_CLUSTER_VAR} to the cluster file of a throwaway cluster "
+    "to run these cases on FoundationDB (the GitHub workflow does)"
+)
+SQLITE_ONLY_REASON = "FoundationDB engine: test_sqlite_*.py exercise the sqlite engine only"
+
+
+def fdb_cluster_file() -> Path | None:
+    path = os.environ.get(FDB_CLUSTER_VAR)
+    return Path(path).resolve() if path else None
 
 
 def engine_urls(tmp_path: Path) -> dict[str, str]:
-    return {"sqlite": f"sqlite:///{tmp_path / 'engine.db'}"}
+    urls = {"sqlite": f"sqlite:///{tmp_path / 'engine.db'}"}
+    cluster = fdb_cluster_file()
+    if cluster is not None:
+        urls["fdb"] = f"fdb://{cluster}"  # an absolute path: fdb:///etc/foundationdb/fdb.cluster
+    return urls
 
 
 ENGINE_KINDS = ["sqlite", "fdb"]
@@ -21,16 +40,39 @@ ENGINE_KINDS = ["sqlite", "fdb"]
 @pytest.fixture(params=ENGINE_KINDS)
 def engine_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
-    if kind == "fdb" and not os.environ.get("FDBSYNC_FDB_CLUSTER_FILE"):
-        pytest.skip("FoundationDB engine: no cluster configured (set FDBSYNC_FDB_CLUSTER_FILE)")
     if kind == "fdb":
-        pytest.skip("FoundationDB engine: not implemented yet (a later issue)")
+        if fdb_cluster_file() is None:
+            pytest.skip(FDB_SKIP_REASON)
+        if request.module.__name__.rpartition(".")[2].startswith("test_sqlite_"):
+            pytest.skip(SQLITE_ONLY_REASON)
     return kind
 
 
+_wiper: Engine | None = None
+
+
+async def wipe_fdb(url: str) -> None:
+    """Clear the test cluster's whole keyspace (one engine kept open for it)."""
+    global _wiper
+    if _wiper is None:
+        _wiper = create_engine(url)
+    await _wiper.open()
+
+    async def clear(tr: Transaction) -> None:
+        tr.clear_range(b"", b"\xff")
+
+    await _wiper.transact(clear, timeout=30)
+
+
 @pytest.fixture
-def engine_url(engine_kind: str, tmp_path: Path) -> str:
-    return engine_urls(tmp_path)[engine_kind]
+async def engine_url(engine_kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """The engine's URL: a fresh sqlite file, or the test cluster, empty before and after."""
+    url = engine_urls(tmp_path)[engine_kind]
+    if engine_kind == "fdb":
+        await wipe_fdb(url)
+    yield url
+    if engine_kind == "fdb":
+        await wipe_fdb(url)
 
 
 @pytest.fixture
