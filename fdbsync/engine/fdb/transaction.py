@@ -70,7 +70,7 @@ class _Attempt:
     def writes(self, key: bytes) -> bool:
         return key in self.keys or any(begin <= key < end for begin, end in self.ranges)
 
-    def fail_watches(self, error: BaseException) -> FDBError:
+    def fail_watches(self, error: BaseException, *, threadsafe: bool = False) -> FDBError:
         """Fail the unarmed watches with `error` (as an FDBError, which it returns)."""
         failure = (
             error
@@ -78,26 +78,35 @@ class _Attempt:
             else FDBError(ErrorCode.TRANSACTION_CANCELLED, repr(error))
         )
         watches, self.watches = self.watches, []
-        fail_all(watches, failure)
+        if threadsafe:
+            for watch in watches:
+                watch.fail_threadsafe(failure)
+        else:
+            fail_all(watches, failure)
         return failure
 
-    def abandon(self, error: BaseException) -> None:
+    def abandon(self, error: BaseException, *, threadsafe: bool = False) -> None:
         """Fail the unarmed watches and the versionstamp: no commit will arm or settle them.
 
-        Safe from any thread (it is also the finalizer of a transaction dropped unfinished).
+        `threadsafe` for the finalizer of a transaction dropped unfinished, which the garbage
+        collector may run on any thread, in the middle of anything.
         """
-        failure = self.fail_watches(error)
+        failure = self.fail_watches(error, threadsafe=threadsafe)
         stamp = self.stamp
-        if stamp is not None and not stamp.done():
-            try:
-                running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if stamp.get_loop() is running:
-                stamp.set_exception(failure)
-            else:
-                with contextlib.suppress(RuntimeError):  # a closed loop has nobody awaiting
-                    stamp.get_loop().call_soon_threadsafe(_fail_future, stamp, failure)
+        if stamp is None or stamp.done():
+            return
+        if not threadsafe and _running_loop() is stamp.get_loop():
+            stamp.set_exception(failure)
+        else:
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody awaiting
+                stamp.get_loop().call_soon_threadsafe(_fail_future, stamp, failure)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
@@ -210,7 +219,10 @@ class FdbTransaction(Transaction):
         self._attempt = _Attempt()
         # A transaction dropped unfinished still fails its watches and versionstamp.
         self._finalizer = weakref.finalize(
-            self, self._attempt.abandon, FDBError(ErrorCode.TRANSACTION_CANCELLED)
+            self,
+            self._attempt.abandon,
+            FDBError(ErrorCode.TRANSACTION_CANCELLED, "the transaction was dropped"),
+            threadsafe=True,
         )
         self._finalizer.atexit = False
 
