@@ -100,6 +100,8 @@ def _load_error(error: Exception) -> FDBError:
     text = str(error)
     if isinstance(error, OSError) or "shared library" in text:
         detail = f"the FoundationDB client library (libfdb_c) could not be loaded: {INSTALL_HINT}"
+    elif "already loaded" in text:  # the application selected another API version first
+        detail = f"{text}; fdbsync needs API version {API_VERSION}: select that one, or none"
     elif "API version" in text or "C library" in text:
         detail = f"{text}: {INSTALL_HINT}"
     else:
