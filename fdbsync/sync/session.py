@@ -168,16 +168,17 @@ class LiveSession:
         self._check_open()
         repo = self._tenant_repo()
         plans: dict[str, tuple[Label, list[SharedRead]]] = {}
+        emptied: dict[str, Any] = {}  # Many labels with no ids: nothing to read, [] to show
         for spec in labels:
             if isinstance(spec, Many) and not spec.ids:
-                self._drop(spec.label, assign=True)
+                self._drop(spec.label, assign=False)
+                emptied[spec.label] = []
             else:
                 plans[spec.label] = (spec, self._reads_of(repo, spec))
-        if not plans:
-            self._synced_once.update(dict.fromkeys(spec.label for spec in labels))
-            return
-        if not self.watch:
-            await self._render_once(repo, plans)
+        if not plans or not self.watch:
+            if plans:
+                await self._render_once(repo, plans)
+            self._set_assigns(emptied, None)
             self._synced_once.update(dict.fromkeys(spec.label for spec in labels))
             return
         hub = self.hub
@@ -219,7 +220,7 @@ class LiveSession:
                 synced.adopted.append(value is read.value)
             self._replace(label, synced)
             new_values[label] = synced.assigned()
-        self._set_assigns(new_values, None)
+        self._set_assigns({**emptied, **new_values}, None)
         self._synced_once.update(dict.fromkeys(spec.label for spec in labels))
         if newer:
             # A re-read finished while this sync read: some shared results are newer than the

@@ -104,8 +104,7 @@ class SSEParser:
     def _dispatch(self) -> SSEMessage | None:
         data, event, retry = self._data, self._event, self._message_retry
         self._data, self._event, self._message_retry = [], "", None
-        if not data:
+        joined = "\n".join(data)
+        if not joined:  # no data, or one empty data line: EventSource dispatches nothing
             return None
-        return SSEMessage(
-            data="\n".join(data), event=event or "message", id=self.last_event_id, retry=retry
-        )
+        return SSEMessage(data=joined, event=event or "message", id=self.last_event_id, retry=retry)

@@ -53,6 +53,8 @@ class LiveSync:
     `stream_lifetime` seconds (give or take a tenth, so pages do not reconnect in step);
     the browser reconnects after `reconnect_delay` and the route authorizes it again. When
     the engine refuses more watches, new streams get 503 with `Retry-After: retry_after`.
+    When the server starts to stop, streams end (completing their responses) within
+    `shutdown_grace` seconds; keep it below the server's graceful-shutdown timeout.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class LiveSync:
         retry_after: int = 5,
         first_render_ttl: float = 60.0,
         render_cache_size: int = 1024,
+        shutdown_grace: float = 2.0,
     ) -> None:
         if stream_lifetime <= 0 or send_timeout <= 0 or ping_interval < 0:
             raise ValueError(
@@ -83,6 +86,7 @@ class LiveSync:
         self.stream_lifetime = stream_lifetime
         self.reconnect_delay = reconnect_delay
         self.retry_after = retry_after
+        self.shutdown_grace = shutdown_grace
         self.renderer = FragmentRenderer(templates.env, render_cache_size)
         self.streams: set[LiveStream] = set()
         self._first_renders = _FirstRenders(first_render_ttl)

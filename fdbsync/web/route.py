@@ -13,8 +13,9 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
+import anyio
 from fastapi import Request, Response
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
@@ -147,7 +148,21 @@ def _stream(
         headers={"Cache-Control": "no-store"},
         # A request that never starts the stream (HEAD) still lets go of its session.
         background=BackgroundTask(session.close),
+        # When the server starts to stop, sse-starlette "sets" this: the stream ends and its
+        # response completes (instead of being cut off), within the grace period.
+        shutdown_event=cast(anyio.Event, _EndOnShutdown(stream)),
+        shutdown_grace_period=live.shutdown_grace,
     )
+
+
+class _EndOnShutdown:
+    """Stands in for sse-starlette's shutdown event, whose only use is `set()`."""
+
+    def __init__(self, stream: LiveStream) -> None:
+        self.stream = stream
+
+    def set(self) -> None:
+        self.stream.end("the server is stopping")
 
 
 def _endpoint_signature(fn: RouteFunction) -> tuple[inspect.Signature, str, str, bool]:

@@ -72,8 +72,10 @@ class LiveStream:
         updates = self.session.updates()
         try:
             first = self._message(self.session.labels)
-            if first is not None or live.reconnect_delay is not None:
-                yield ServerSentEvent(first, retry=live.reconnect_ms())
+            retry = live.reconnect_ms()
+            if first is not None or retry is not None:
+                # Data even when empty: htmx 4 takes `retry` only from events it dispatches.
+                yield ServerSentEvent(first or "", retry=retry)
                 self._written()
             while True:
                 try:

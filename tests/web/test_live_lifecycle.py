@@ -271,12 +271,6 @@ async def test_503_with_retry_after_at_the_watch_cap_while_pages_render(tmp_path
 # -- graceful shutdown ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on shutdown sse-starlette cancels the stream's response instead of letting "
-    "the generator finish (route.py _stream passes no shutdown_event), so the chunked body is "
-    "cut and uvicorn logs 'ASGI callable returned without completing response'",
-)
 async def test_a_stopping_server_ends_its_streams_cleanly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

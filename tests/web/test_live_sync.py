@@ -419,12 +419,6 @@ async def test_fragments_mapped_to_a_block_a_template_a_function_and_none(tmp_pa
             assert all("one" not in m.fragments for m in stream.messages)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: LiveSession.sync with an empty Many on a label never synced assigns nothing "
-    "(session.py: _drop returns early when the label is not in _labels), so the label is "
-    "missing from the assigns a fragment renders with",
-)
 async def test_a_page_with_an_empty_many_label(tmp_path: Path) -> None:
     """`sync_many(label, Model, [])` assigns an empty list, so a fragment function (or any
     template that indexes the context) can read the label, on the page and on the stream."""

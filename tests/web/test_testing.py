@@ -616,7 +616,7 @@ def test_sse_fields() -> None:
     )
     assert messages == [
         SSEMessage(data="no space\n two spaces", id="1"),
-        SSEMessage(data="", event="named", id="1"),  # "data" alone is an empty line
+        # "event: named" with one empty data line: an empty data buffer, not dispatched
         SSEMessage(data="last", id="1", retry=250),  # an id with NUL is ignored
     ]
     assert parser.retry == 300  # set without a message; the unterminated one is dropped
