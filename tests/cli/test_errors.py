@@ -60,7 +60,7 @@ def test_multi_tenant_without_a_tenant(project: Project) -> None:
         ("nosuch://x", "bad engine URL: nosuch://x: unknown engine scheme 'nosuch'"),
         ("sqlite://host/x.db", "bad engine URL"),
         ("sqlite:///x.db?bogus=1", "unknown option(s) bogus"),
-        ("fdb://", "not part of this release"),
+        ("fdb://db.example.com:4500", "name a cluster file, not a host"),
     ],
 )
 def test_bad_url(project: Project, url: str, expect: str) -> None:
