@@ -84,3 +84,21 @@ async def test_migrate_benchmark_quick_run_reports_both_builds() -> None:
     assert re.search(
         r"\| fdbsync build_indexes \(online, 1,000-key batches\) \| [\d,]+ \| [\d.]+ \|", report
     )
+
+
+@pytest.mark.slow
+async def test_live_benchmark_quick_run_reports_every_table() -> None:
+    report = await quick_run(BENCH.with_name("live.py"))
+    number, ms = r"[\d,]+", r"-?[\d.]+"
+    for n in ("20", "60"):
+        for design in ("floor", "live"):
+            renders = r"\d+" if design == "live" else "-"
+            latency = rf"\| {n} \| {design} \| ({ms} \| ){{3}}[\d.]+ \| ({ms} \| ){{3}}"
+            latency += rf"\d+ \(\d+\) \| {renders} \| {ms} \|"
+            assert re.search(latency, report), (n, design)
+            idle = rf"\| {n} \| {design} \| ([\d.]+ \| ){{4}}{ms} \| ({ms}|-) \| {ms} \| -?\d+ \|"
+            assert re.search(idle, report), (n, design)
+        poll = rf"\| {n} \| {number} of {number} \| ({ms} \| ){{5}}{number} of {number} \|"
+        assert re.search(poll, report), n
+    goals = re.findall(r"^\| (.+) \| (met|missed|reported) \|$", report, re.MULTILINE)
+    assert any(goal.startswith("memory per live page") for goal, _ in goals)
