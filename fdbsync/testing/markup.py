@@ -72,8 +72,27 @@ def scan(source: str) -> list[Element]:
 
 
 def split_fragments(data: str) -> dict[str, str]:
-    """A stream message's fragments: its top-level `fdbsync-<name>` elements, by name."""
-    return _by_name(element for element in scan(data) if element.depth == 0)
+    """A stream message's fragments, by name: the `fdbsync-<name>` element inside each
+    top-level `<template hx type="partial">` (the wire format), or at the top level."""
+    elements = scan(data)
+    partials = [
+        element
+        for element in elements
+        if element.depth == 0
+        and element.tag == "template"
+        and element.attrs.get("type") == "partial"
+    ]
+
+    def carried(element: Element) -> bool:
+        if element.depth == 0:
+            return element not in partials
+        return element.depth == 1 and any(
+            p.start < element.start < p.end
+            and p.attrs.get("hx-target") == f"#{element.attrs.get('id')}"
+            for p in partials
+        )
+
+    return _by_name(element for element in elements if carried(element))
 
 
 def fragments(page: str) -> dict[str, str]:

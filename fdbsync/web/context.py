@@ -21,7 +21,7 @@ _SCRIPTS: dict[int, tuple[str, ...]] = {
 
 class LiveContext:
     """`live` in a template. A page render has a `stream_url`; a fragment render for the
-    stream has none, and then `target()` also asks htmx to swap the element out of band."""
+    stream has none (`streaming` is true)."""
 
     def __init__(self, htmx: HtmxVersion, static_url: str, stream_url: str | None) -> None:
         if htmx not in _SCRIPTS:
@@ -44,7 +44,7 @@ class LiveContext:
 
     def stream(self) -> Markup:
         """The hidden element that connects the page to its live stream. It swaps nothing
-        itself: every message's fragments are applied out of band, by id."""
+        itself: each message's partials replace their elements, by id."""
         if self.stream_url is None:
             return Markup("")
         url = escape(self.stream_url)
@@ -59,7 +59,6 @@ class LiveContext:
         return element_id(name)
 
     def target(self, name: str) -> Markup:
-        """The attributes of the element that shows fragment `name`."""
-        if self.streaming:
-            return Markup('id="{}" hx-swap-oob="true"').format(element_id(name))
+        """The attributes of the element that shows fragment `name` (its id; the stream
+        swaps it by that id)."""
         return Markup('id="{}"').format(element_id(name))

@@ -1,5 +1,5 @@
 """`LiveStream`: one page's live connection. It drives the page's session and turns the labels
-that change into SSE messages of out-of-band fragments.
+that change into SSE messages of fragments (see wire.py).
 
 Rendering waits for the response to ask for the next message. While a slow client keeps the
 previous message in flight, news piles up in the session as a set of changed reads, so the
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from ..sync.errors import SyncError
 from ..sync.session import LiveSession
 from .fragments import Fragment, digest
+from .wire import partial
 
 if TYPE_CHECKING:
     from .live import LiveSync
@@ -124,7 +125,7 @@ class LiveStream:
                 if self.shown.get(name) == seen:
                     continue
                 self.shown[name] = seen
-                parts.append(html)
+                parts.append(partial(name, html))
                 names.append(name)
         if not parts:
             return None

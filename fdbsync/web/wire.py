@@ -3,13 +3,18 @@
 A page asks for its live stream by requesting its own URL with the `LIVE_PARAM` query
 parameter (its value is the page's first-render token, or anything else on a reconnect
 the server cannot recognise). The stream sends only unnamed SSE messages; each message's
-data is a run of out-of-band fragments, one top-level element per fragment name:
+data is a run of htmx partials, one per fragment, each replacing the element with its id:
 
-    <ul id="fdbsync-people" hx-swap-oob="true">...</ul><p id="fdbsync-count" ...>...</p>
+    <template hx type="partial" hx-target="#fdbsync-people" hx-swap="outerHTML">
+      <ul id="fdbsync-people">...</ul>
+    </template>
 
 htmx 4 (`hx-sse:connect`) swaps unnamed messages, and htmx 2 + htmx-ext-sse swaps them
-through `sse-swap="message"`; both apply `hx-swap-oob` elements by id. A message carries
-every fragment a change produced, so a page applies one snapshot at a time.
+through `sse-swap="message"`; both apply `<template hx type="partial">` elements. Each
+template's content is parsed on its own, so a `<tbody>` or `<tr>` fragment survives next to
+a `<ul>` one (bare out-of-band elements would be parsed together, and table parts dropped).
+A message carries every fragment a change produced, so a page applies one snapshot at a
+time.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ __all__ = [
     "LIVE_PARAM",
     "check_name",
     "element_id",
+    "partial",
 ]
 
 #: The query parameter that marks a request for a page's live stream. Both htmx versions
@@ -46,3 +52,11 @@ def check_name(name: str) -> str:
 def element_id(name: str) -> str:
     """The id of the element that shows fragment `name` on the page."""
     return ELEMENT_ID_PREFIX + check_name(name)
+
+
+def partial(name: str, html: str) -> str:
+    """Fragment `name` as it travels: a partial that replaces the element with its id."""
+    return (
+        f'<template hx type="partial" hx-target="#{element_id(name)}" hx-swap="outerHTML">'
+        f"{html}</template>"
+    )

@@ -232,13 +232,6 @@ async def open_page(browser: Any, url: str) -> Page:
     return page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a message holding a <ul> fragment and then a <tbody> (or <tr>) fragment: "
-    "both htmx versions parse it as <template> contents, where 'in body' mode drops the "
-    "table-part tags, so the <tbody> is never swapped (fix: one <template hx type=partial> "
-    "per fragment, see the report)",
-)
 @pytest.mark.parametrize("htmx", [4, 2])
 async def test_tbody_and_tr_fragments_follow_changes(
     repo: Repo, browser: playwright_api.Browser, htmx: int

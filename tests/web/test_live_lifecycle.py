@@ -379,9 +379,7 @@ async def test_sigterm_ends_streams_and_exits_within_the_graceful_window(tmp_pat
             assert page.fragments["notes"] == '<ul id="fdbsync-notes"></ul>'
             # A reconnect-like URL, so the stream's first message shows it is live.
             async with client.stream("/notes") as stream:
-                assert await stream.next_fragment("notes") == (
-                    '<ul id="fdbsync-notes" hx-swap-oob="true"></ul>'
-                )
+                assert await stream.next_fragment("notes") == ('<ul id="fdbsync-notes"></ul>')
                 signalled = loop.time()
                 process.send_signal(signal.SIGTERM)
                 await stream.ended(timeout=GRACE_S)

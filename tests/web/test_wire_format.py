@@ -796,13 +796,6 @@ async def test_stream_messages_bring_pages_to_a_fresh_render(repo: Repo, htmx: i
             assert await followed.settle("the reconnect") == []  # already current
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a message whose first fragment is not a table part (here the label's <ul>) "
-    "loses a later <tbody>/<tr> fragment: htmx 4 and htmx 2 parse a message as <template> "
-    "contents, 'in body' mode drops table-part tags, so the <tbody> is never swapped "
-    "(fdbsync/web/stream.py _message joins hx-swap-oob elements; see the report)",
-)
 @pytest.mark.parametrize("htmx", [4, 2])
 async def test_a_message_with_a_ul_and_a_tbody_swaps_both(repo: Repo, htmx: int) -> None:
     ada = await repo.insert(person("ada", age=36))
