@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 from fdbsync import Repo
 
 from .models import Person, Pin
-from .schemas import PersonIn, PersonOut, PersonPatch
+from .schemas import PersonId, PersonIn, PersonOut, PersonPatch
 from .security import ViewerOfTenant, WriterOfTenant
 from .store import repo
 
@@ -38,13 +38,13 @@ async def create_person(tenant: str, body: PersonIn, viewer: WriterOfTenant) -> 
 
 
 @router.get("/{person_id}", response_model=PersonOut)
-async def get_person(tenant: str, person_id: str, viewer: ViewerOfTenant) -> PersonOut:
+async def get_person(tenant: str, person_id: PersonId, viewer: ViewerOfTenant) -> PersonOut:
     return _out(await _existing(repo.tenants.bind(tenant), person_id))
 
 
 @router.patch("/{person_id}", response_model=PersonOut)
 async def update_person(
-    tenant: str, person_id: str, body: PersonPatch, viewer: WriterOfTenant
+    tenant: str, person_id: PersonId, body: PersonPatch, viewer: WriterOfTenant
 ) -> PersonOut:
     tenant_repo = repo.tenants.bind(tenant)
     person = await _existing(tenant_repo, person_id)
@@ -53,7 +53,7 @@ async def update_person(
 
 @router.put("/{person_id}", response_model=PersonOut)
 async def replace_person(
-    tenant: str, person_id: str, body: PersonIn, viewer: WriterOfTenant
+    tenant: str, person_id: PersonId, body: PersonIn, viewer: WriterOfTenant
 ) -> PersonOut:
     """Store the person in full under this id: creates them again after a delete."""
     person = Person(id=person_id, **body.model_dump())
@@ -61,7 +61,7 @@ async def replace_person(
 
 
 @router.delete("/{person_id}", status_code=204)
-async def delete_person(tenant: str, person_id: str, viewer: WriterOfTenant) -> Response:
+async def delete_person(tenant: str, person_id: PersonId, viewer: WriterOfTenant) -> Response:
     async def delete(tx: Repo) -> None:
         await _existing(tx, person_id)
         if await tx.get(Pin, person_id) is not None:

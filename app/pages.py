@@ -16,15 +16,21 @@ from fdbsync import All, LiveSession, Many, One, Repo, live_sync
 from fdbsync.data.errors import RecordNotFoundError
 
 from .models import Person, Pin, SignIn
-from .schemas import PersonIn
+from .schemas import PersonId, PersonIn, TeamInPath
 from .security import Viewer, ViewerOfTenant, WriterOfTenant
 from .store import repo, templates
 
 router = APIRouter()
 
 #: Labels that feed other fragments but show none of their own. Pins change the people list
-#: (its pin buttons); people change the list and the teams.
-FRAGMENTS: dict[str, Any] = {"signin": None, "pins": "people", "people": ["people", "teams"]}
+#: (its pin buttons) and the pinned list: `_sync_pinned` re-syncs "pinned" when pins change,
+#: but a label a callback syncs is not among the changed labels the stream renders, so the
+#: pinned fragment goes with the pins. People change the list and the teams.
+FRAGMENTS: dict[str, Any] = {
+    "signin": None,
+    "pins": ["people", "pinned"],
+    "people": ["people", "teams"],
+}
 
 
 def _follow(session: LiveSession, viewer: Viewer, tenant: str, **assigns: Any) -> One:
@@ -61,7 +67,9 @@ async def people_page(session: LiveSession, tenant: str, viewer: ViewerOfTenant)
 
 @router.get("/t/{tenant}/teams/{team}", response_class=HTMLResponse)
 @live_sync("team.html", fragments=FRAGMENTS)
-async def team_page(session: LiveSession, tenant: str, team: str, viewer: ViewerOfTenant) -> None:
+async def team_page(
+    session: LiveSession, tenant: str, team: TeamInPath, viewer: ViewerOfTenant
+) -> None:
     signin = _follow(session, viewer, tenant, team=team)
     await session.sync([signin, All("members", Person, {"team": team})])
 
@@ -75,7 +83,7 @@ def _remember(session: LiveSession, old: dict[str, Any]) -> None:
 @router.get("/t/{tenant}/people/{person_id}", response_class=HTMLResponse)
 @live_sync("person.html", fragments=FRAGMENTS)
 async def person_page(
-    session: LiveSession, tenant: str, person_id: str, viewer: ViewerOfTenant
+    session: LiveSession, tenant: str, person_id: PersonId, viewer: ViewerOfTenant
 ) -> None:
     signin = _follow(session, viewer, tenant, person_id=person_id, last_seen=None)
     await session.sync([signin, One("person", Person, person_id)])
@@ -125,7 +133,7 @@ async def _existing(tenant_repo: Repo, person_id: str) -> Person:
 
 @router.get("/t/{tenant}/people/{person_id}/edit", response_class=HTMLResponse)
 async def edit_form(
-    request: Request, tenant: str, person_id: str, viewer: ViewerOfTenant
+    request: Request, tenant: str, person_id: PersonId, viewer: ViewerOfTenant
 ) -> Response:
     person = await _existing(repo.tenants.bind(tenant), person_id)
     context = {"tenant": tenant, "person": person, "values": person.model_dump(), "errors": {}}
@@ -134,7 +142,7 @@ async def edit_form(
 
 @router.post("/t/{tenant}/people/{person_id}/edit", response_class=HTMLResponse)
 async def edit_person(
-    request: Request, tenant: str, person_id: str, viewer: WriterOfTenant
+    request: Request, tenant: str, person_id: PersonId, viewer: WriterOfTenant
 ) -> Response:
     tenant_repo = repo.tenants.bind(tenant)
     person = await _existing(tenant_repo, person_id)
@@ -148,7 +156,7 @@ async def edit_person(
 
 @router.post("/t/{tenant}/people/{person_id}/delete")
 async def delete_person(
-    request: Request, tenant: str, person_id: str, viewer: WriterOfTenant
+    request: Request, tenant: str, person_id: PersonId, viewer: WriterOfTenant
 ) -> Response:
     async def delete(tx: Repo) -> None:
         if await tx.get(Pin, person_id) is not None:
@@ -164,7 +172,7 @@ async def delete_person(
 
 @router.post("/t/{tenant}/people/{person_id}/pin")
 async def pin_person(
-    request: Request, tenant: str, person_id: str, viewer: WriterOfTenant
+    request: Request, tenant: str, person_id: PersonId, viewer: WriterOfTenant
 ) -> Response:
     tenant_repo = repo.tenants.bind(tenant)
     await _existing(tenant_repo, person_id)
@@ -174,7 +182,7 @@ async def pin_person(
 
 @router.post("/t/{tenant}/people/{person_id}/unpin")
 async def unpin_person(
-    request: Request, tenant: str, person_id: str, viewer: WriterOfTenant
+    request: Request, tenant: str, person_id: PersonId, viewer: WriterOfTenant
 ) -> Response:
     tenant_repo = repo.tenants.bind(tenant)
     if await tenant_repo.get(Pin, person_id) is not None:
@@ -184,7 +192,7 @@ async def unpin_person(
 
 @router.post("/t/{tenant}/people/{person_id}/restore")
 async def restore_person(
-    request: Request, tenant: str, person_id: str, viewer: WriterOfTenant
+    request: Request, tenant: str, person_id: PersonId, viewer: WriterOfTenant
 ) -> Response:
     """Create a deleted person again, with the same id (their page shows them again)."""
     _, person, errors = await _person_form(request)

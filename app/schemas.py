@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -19,6 +20,11 @@ Team = Annotated[
         strip_whitespace=True, to_lower=True, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$"
     ),
 ]
+
+# Ids and teams in URLs become parts of storage keys, which have a size limit: longer ones
+# get 422 (not a 500 from the storage layer). The app's own ids have 26 characters.
+PersonId = Annotated[str, Path(min_length=1, max_length=100)]
+TeamInPath = Annotated[str, Path(min_length=1, max_length=40)]
 
 
 class PersonIn(BaseModel):
