@@ -22,15 +22,10 @@ from .store import repo, templates
 
 router = APIRouter()
 
-#: Labels that feed other fragments but show none of their own. Pins change the people list
-#: (its pin buttons) and the pinned list: `_sync_pinned` re-syncs "pinned" when pins change,
-#: but a label a callback syncs is not among the changed labels the stream renders, so the
-#: pinned fragment goes with the pins. People change the list and the teams.
-FRAGMENTS: dict[str, Any] = {
-    "signin": None,
-    "pins": ["people", "pinned"],
-    "people": ["people", "teams"],
-}
+#: Labels that feed other fragments but show none of their own: pins change the people list
+#: (its pin buttons; `_sync_pinned` re-syncs "pinned" itself). People change the list and the
+#: teams.
+FRAGMENTS: dict[str, Any] = {"signin": None, "pins": "people", "people": ["people", "teams"]}
 
 
 def _follow(session: LiveSession, viewer: Viewer, tenant: str, **assigns: Any) -> One:

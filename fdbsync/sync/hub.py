@@ -161,6 +161,10 @@ class WatchHub:
         for read, token in zip(reads, tokens[: len(reads)], strict=True):
             if read.version < 0:
                 read.settle(results[read], token, version)
+            elif token == read.token and results[read] == read.value:
+                # Unchanged since the shared result: hand out that object, so sessions hold
+                # the same objects (and share renders keyed by identity).
+                results[read] = read.value
         moved = {r for r, t in zip(check, tokens[len(reads) :], strict=True) if t != r.token}
         return results, version, moved
 

@@ -95,6 +95,7 @@ class LiveSession:
         self._failure: SyncError | None = None
         self._news = asyncio.Event()
         self._news_since: float | None = None
+        self._touched: set[str] | None = None  # labels assigned while callbacks run
         #: When the news `next_ready` last returned began: the loop time the first storage
         #: watch behind it fired (None if unknown). The web layer measures push latency by it.
         self.news_since: float | None = None
@@ -246,6 +247,8 @@ class LiveSession:
             self.hub.release(self, read)
         if assign:
             self.assigns[label] = synced.empty()
+            if self._touched is not None:
+                self._touched.add(label)
 
     def _drop_all(self) -> None:
         for label in list(self._labels):
@@ -453,11 +456,19 @@ class LiveSession:
         if not new:
             return set()
         self._set_assigns(new, assign)
-        if self._callbacks:
+        if not self._callbacks:
+            return set(new)
+        # Labels a callback syncs (say, the ids a list names) changed too.
+        self._touched = set()
+        try:
             await self._run_callbacks(old)
-        return set(new)
+            return set(new) | self._touched
+        finally:
+            self._touched = None
 
     def _set_assigns(self, values: dict[str, Any], assign: AssignFunction | None) -> None:
+        if self._touched is not None:
+            self._touched.update(values)
         custom = assign or self._assign
         if custom is None:
             self.assigns.update(values)

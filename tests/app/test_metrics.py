@@ -148,8 +148,7 @@ async def test_figures_follow_streams_and_pushes(ada: LiveClient) -> None:
         # Each message carries the people list and the teams: two fragments each.
         assert pushed["fdbsync_fragments_total"] == two["fdbsync_fragments_total"] + 4
         assert fragments_done(pushed) == fragments_done(two) + 4
-        # The second page takes at least the teams fragment from the first's render (see
-        # the xfail test below for the people fragment).
+        # The second page takes at least the teams fragment from the first's render.
         assert shared_renders(pushed) >= shared_renders(two) + 1
         assert pushed["fdbsync_watch_fires_total"] > two["fdbsync_watch_fires_total"]
         assert pushed["fdbsync_rereads_total"] > two["fdbsync_rereads_total"]
@@ -199,17 +198,6 @@ async def test_a_page_stream_that_ends_by_sign_out_leaves_nothing_behind(
     assert samples["fdbsync_live_sessions"] == 0 and samples["fdbsync_storage_watches"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: fdbsync.sync.LiveSession.sync gives a session that joins an existing SharedRead "
-        "its own freshly loaded result object (results[read]), not the shared read.value, "
-        "even when the watched key's token is unchanged; FragmentRenderer keys records and "
-        "other objects by identity, so a fragment that also reads a label unchanged since "
-        "the pages connected (the people block reads `pins`) is rendered once per page on "
-        "every push instead of once for all pages"
-    ),
-)
 async def test_a_push_renders_each_fragment_once_for_pages_showing_the_same(
     ada: LiveClient,
 ) -> None:

@@ -68,16 +68,6 @@ async def test_a_callback_keeps_the_pinned_people_current(db: Path) -> None:
             assert names(session.assigns["pinned"]) == ["Ada Lovelace", "Robert Kahn"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: LiveSession.updates() yields only the labels whose shared reads the hub "
-        "changed (_apply's `new`), not a label that a handle_assigns callback synced in "
-        "turn; a @live_sync stream renders only the yielded labels, so such a label's "
-        "fragment is never pushed unless another label's fragments= mapping names it (the "
-        "example app maps pins to the pinned fragment to work around it)"
-    ),
-)
 async def test_updates_yield_the_label_a_callback_synced(db: Path) -> None:
     async with create_engine(f"sqlite:///{db}") as engine:
         repo = Repo(engine, models=[Person, Pin, SignIn], multi_tenant=True)
