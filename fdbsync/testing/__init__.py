@@ -16,19 +16,19 @@ naming it in pytest_plugins would otherwise get pytest's "already imported" warn
 
 from __future__ import annotations
 
-from .client import LiveClient, LivePage, LiveStream, StreamEnded
+from .client import ClientStream, LiveClient, LivePage, StreamEnded
 from .markup import split_fragments
 from .plugin import LiveServerFactory, live_server
 from .server import LiveServer, LiveServerError, serve
 from .sse import SSEMessage
 
 __all__ = [
+    "ClientStream",
     "LiveClient",
     "LivePage",
     "LiveServer",
     "LiveServerError",
     "LiveServerFactory",
-    "LiveStream",
     "SSEMessage",
     "StreamEnded",
     "live_server",

@@ -20,7 +20,7 @@ from fdbsync.web.wire import LIVE_PARAM, check_name
 from . import markup
 from .sse import SSEMessage, SSEParser
 
-__all__ = ["LiveClient", "LivePage", "LiveStream", "StreamEnded"]
+__all__ = ["ClientStream", "LiveClient", "LivePage", "StreamEnded"]
 
 _T = TypeVar("_T")
 
@@ -62,8 +62,9 @@ class LivePage:
         return f"<LivePage {self.url} fragments={sorted(self.fragments)}>"
 
 
-class LiveStream:
-    """An open SSE stream, read by a background task into `messages` and `latest`.
+class ClientStream:
+    """A page's stream as the client sees it, read by a background task into `messages` and
+    `latest` (the server's side is `fdbsync.web.LiveStream`).
 
     Waits never miss what arrived before them: `next_fragment` keeps a cursor per fragment
     name, and `wait_for` looks at the latest fragment first.
@@ -298,7 +299,7 @@ class LiveStream:
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "open"
-        return f"<LiveStream {self.url} {self.status_code} {state} {self._summary(0)}>"
+        return f"<ClientStream {self.url} {self.status_code} {state} {self._summary(0)}>"
 
 
 class LiveClient:
@@ -329,7 +330,7 @@ class LiveClient:
     @contextlib.asynccontextmanager
     async def stream(
         self, url: str | httpx.URL, *, headers: Mapping[str, str] | None = None
-    ) -> AsyncIterator[LiveStream]:
+    ) -> AsyncIterator[ClientStream]:
         """Open a live stream (adding `fdbsync-live=1` if the URL has no such parameter).
 
         Any status is returned, not raised: look at `status_code` and `body`. Leaving the
@@ -349,7 +350,7 @@ class LiveClient:
             ),
         )
         response = await self.http.send(request, stream=True)
-        live = LiveStream(response)
+        live = ClientStream(response)
         try:
             await live._open()
             yield live

@@ -117,7 +117,12 @@ class LiveStream:
         parts: list[str] = []
         names: list[str] = []
         context = self.live.fragment_context(self.session, self.request, self.route)
-        for label in labels:
+        wanted = set(labels)
+        known = self.session.labels
+        # In the order the route synced its labels, so messages are alike from run to run.
+        ordered = [label for label in known if label in wanted]
+        ordered += sorted(wanted.difference(known))
+        for label in ordered:
             for fragment in self.route.fragments_for(label):
                 html = self._render(fragment, label, context)
                 name = fragment.name or label

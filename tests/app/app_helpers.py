@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fdbsync.testing import LiveClient, LiveStream
+from fdbsync.testing import ClientStream, LiveClient
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -182,7 +182,7 @@ async def sign_in_async(client: httpx.AsyncClient, email: str) -> str:
 
 async def open_stream(
     stack: AsyncExitStack, client: LiveClient, url: str, first: str
-) -> LiveStream:
+) -> ClientStream:
     """Open a page's live stream (closed with `stack`), and return once the server has sent
     its first message, which holds the fragment `first` (a connect that the server cannot
     match to a render of the page sends every fragment)."""
@@ -192,6 +192,6 @@ async def open_stream(
     return stream
 
 
-async def shows(stream: LiveStream, fragment: str, text: str) -> None:
+async def shows(stream: ClientStream, fragment: str, text: str) -> None:
     """Return once the stream has sent a `fragment` that holds `text`."""
     await stream.wait_for(fragment, lambda html: text in html, timeout=10)

@@ -32,7 +32,7 @@ from app_helpers import (
     unique,
 )
 
-from fdbsync.testing import LiveClient, LiveStream
+from fdbsync.testing import ClientStream, LiveClient
 
 API = "/api/t/acme/people"
 COOKIE = "fdbsync_session"
@@ -362,7 +362,7 @@ STREAMS = {
 
 async def open_streams(
     stack: AsyncExitStack, client: LiveClient, person_id: str, each: int
-) -> list[LiveStream]:
+) -> list[ClientStream]:
     """`each` streams of each live page (several: with two workers, both serve some)."""
     return [
         await open_stream(stack, client, url.format(person_id=person_id), first)

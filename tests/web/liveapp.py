@@ -27,7 +27,7 @@ from markupsafe import Markup, escape
 from fdbsync.data import Repo
 from fdbsync.engine import Engine, create_engine
 from fdbsync.sync import HubStats, LiveSession, hub_for
-from fdbsync.testing import LiveClient, LiveServer, LiveStream, serve
+from fdbsync.testing import ClientStream, LiveClient, LiveServer, serve
 from fdbsync.testing.markup import scan
 from fdbsync.web import Fragment, LiveSync, LiveSyncError, live_sync
 from fdbsync.web.wire import LIVE_PARAM
@@ -198,13 +198,13 @@ async def eventually(condition: Callable[[], bool], within: float = WITHIN_S) ->
         await asyncio.sleep(0 if spins < 20 else 0.005)
 
 
-async def first_event(stream: LiveStream) -> None:
+async def first_event(stream: ClientStream) -> None:
     """Wait for the stream's first event: its first message, or the `retry` field the server
     sends when no fragment needs sending."""
     await eventually(lambda: stream.retry is not None or bool(stream.messages))
 
 
-async def next_message_names(stream: LiveStream, after: int) -> set[str]:
+async def next_message_names(stream: ClientStream, after: int) -> set[str]:
     """The fragment names of the first message past the first `after` ones (waiting for it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WITHIN_S

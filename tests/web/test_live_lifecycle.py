@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from data.models import Person
 
-from fdbsync.testing import LiveClient, LivePage, LiveStream
+from fdbsync.testing import ClientStream, LiveClient, LivePage
 
 from .liveapp import (
     ACME_KEY,
@@ -34,7 +34,7 @@ from .liveapp import (
 
 
 async def shows_database(
-    env: LiveApp, page: LivePage, stream: LiveStream, *, pid: str, ids: list[str]
+    env: LiveApp, page: LivePage, stream: ClientStream, *, pid: str, ids: list[str]
 ) -> None:
     """Wait until the page, as the stream's fragments have updated it, shows the database."""
     expected = await dashboard_state(env, pid=pid, ids=ids, team="red")

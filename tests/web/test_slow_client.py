@@ -22,8 +22,7 @@ from fastapi.templating import Jinja2Templates
 from fdbsync.data import Model, Repo, SchemaMetadata
 from fdbsync.engine import Engine
 from fdbsync.sync import LiveSession
-from fdbsync.testing import LiveClient, serve
-from fdbsync.testing import LiveStream as LiveClientStream
+from fdbsync.testing import ClientStream, LiveClient, serve
 from fdbsync.web import LiveStream, LiveSync, live_sync
 
 SLOTS = 20
@@ -59,7 +58,7 @@ def counts(html: str) -> list[int]:
     return [int(n) for n in re.findall(r'<b data-slot="\d+">(\d+)</b>', html)]
 
 
-def boards(stream: LiveClientStream) -> list[str]:
+def boards(stream: ClientStream) -> list[str]:
     """The board fragments the client has received, in order (a message without fragments,
     such as one that only sets the reconnection time, holds none)."""
     return [m.fragments["board"] for m in stream.messages if "board" in m.fragments]
