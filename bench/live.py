@@ -12,15 +12,20 @@ Every scenario starts a fresh server process: one uvicorn worker (uvloop, httpto
 `uvicorn app:app` picks them) on the embedded engine, a fresh SQLite file in a temporary
 directory holding 20 records of a model with `SchemaMetadata()`. It serves
 
-- the live page: `@live_sync` route `/items` that `sync_all`s the 20 records; its fragment
-  (`<ul id="fdbsync-items" hx-swap-oob="true">` and 20 `<li>`) is about `--fragment-bytes`;
+- the live page: `@live_sync` route `/items` that `sync_all`s the 20 records; its message
+  (one htmx partial, `<template hx type="partial" hx-target="#fdbsync-items" ...>` around a
+  `<ul id="fdbsync-items">` of 20 `<li>`) is about `--fragment-bytes`;
 - the floor: `/floor`, a bare sse-starlette `EventSourceResponse` (same ping interval, send
   timeout and `retry` as the live stream) that sends the fragment, pre-rendered, on connect,
   and again to every connected client when the benchmark triggers a broadcast: one
-  `asyncio.Event` all clients wait on; no database, no rendering;
+  `asyncio.Event` all clients wait on; no database, no rendering; the same message bytes;
 - polling: `/poll`, a plain route that reads the 20 records (one transaction, no watch) and
   renders the same template block, as `hx-get="/poll" hx-trigger="every 2s"
-  hx-swap="outerHTML"` would fetch (`--poll page` polls the live route's full page instead);
+  hx-swap="outerHTML"` would fetch; and `/items` itself, the live route's full page without
+  the live marker (one read, every fragment rendered and its digest remembered for a first
+  connect, then the whole template), as `hx-get="/items" hx-select="#fdbsync-items"` would
+  fetch. The fragment route is the cheaper of the two for the server, so the goal is judged
+  against it (`--poll fragment|page|both`);
 - `/bench/...`: the write (`repo.update` of the first record, answering the monotonic time
   of the call and of its return, the commit), the floor's trigger, counters and cProfile.
 
@@ -94,6 +99,7 @@ from fdbsync.engine import create_engine
 from fdbsync.sync import LiveSession, hub_for
 from fdbsync.web import LiveSync, live_sync
 from fdbsync.web.context import LiveContext
+from fdbsync.web.wire import partial
 
 SIZES = (100, 1_000, 8_000)
 POLL_SIZES = (100, 1_000)
@@ -185,9 +191,10 @@ def serve(workdir: Path, port: int, fragment_bytes: int, engine_query: str) -> N
             for i in range(COLLECTION)
         ]
 
-    base = len(render(records(0, marker(0)), streaming))
+    base = len(partial("items", render(records(0, marker(0)), streaming)))
     pad = max(0, (fragment_bytes - base) // COLLECTION)
-    fragment = render(records(pad, marker(0)), streaming)  # the floor's pre-rendered fragment
+    # The floor's pre-rendered message: what the live stream sends for the same records.
+    fragment = partial("items", render(records(pad, marker(0)), streaming))
 
     pushed: list[float] = []  # when each live push was written (LiveSync.push_observers)
     pauses = {"ms": 0.0, "full": 0, "started": 0.0}  # the garbage collector's
@@ -674,6 +681,7 @@ class StreamResult:
 @dataclass
 class PollResult:
     n: int
+    kind: str  # "fragment" or "page"
     window_s: float = 0.0
     cpu_s: float = 0.0
     responses: int = 0
@@ -750,10 +758,10 @@ async def run_stream(design: str, n: int, args: argparse.Namespace) -> StreamRes
     return result
 
 
-async def run_poll(n: int, args: argparse.Namespace) -> PollResult:
+async def run_poll(n: int, kind: str, args: argparse.Namespace) -> PollResult:
     """N clients fetching the page every 2 s, staggered, with a write every 3 s."""
-    path = "/poll" if args.poll == "fragment" else "/items"
-    result = PollResult(n)
+    path = "/poll" if kind == "fragment" else "/items"
+    result = PollResult(n, kind)
     async with Server(args) as server:
         await asyncio.sleep(args.settle)
         request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{server.port}\r\n\r\n".encode()
@@ -986,6 +994,7 @@ def report(streams: list[StreamResult], polls: list[PollResult], args: argparse.
             rows.append(
                 [
                     f"{p.n:,}",
+                    p.kind,
                     f"{p.responses / p.window_s:.0f} of {p.n / POLL_INTERVAL:.0f}",
                     f"{p.cpu_s:.2f}",
                     f"{100 * p.cpu_s / p.window_s:.1f}",
@@ -999,10 +1008,17 @@ def report(streams: list[StreamResult], polls: list[PollResult], args: argparse.
             )
         window = med([p.window_s for p in polls])
         print(
-            f"### Polling every {POLL_INTERVAL:.0f} s ({args.poll}, {window:.0f} s; a write "
-            f"every {WRITE_EVERY:.0f} s)\n"
+            f"### Polling every {POLL_INTERVAL:.0f} s ({window:.0f} s; a write every "
+            f"{WRITE_EVERY:.0f} s)\n"
         )
-        header = ["clients", "polls/s (due)", "server CPU s", "% of a core", "response p50 ms"]
+        header = [
+            "clients",
+            "polled",
+            "polls/s (due)",
+            "server CPU s",
+            "% of a core",
+            "response p50 ms",
+        ]
         header += ["response p99 ms", "mean staleness ms", "changes shown"]
         header += ["live idle CPU s (same time)", "polling ÷ live idle"]
         print(table(header, rows))
@@ -1045,7 +1061,7 @@ def goals(by: dict[tuple[str, int], StreamResult], polls: list[PollResult]) -> N
         )
         rows.append(
             [
-                f"idle CPU ≥ {GOAL_CPU_RATIO:.0f}x below polling at 1,000",
+                f"idle CPU ≥ {GOAL_CPU_RATIO:.0f}x below polling ({p.kind}) at 1,000",
                 figure,
                 "met" if ratio >= GOAL_CPU_RATIO else "missed",
             ]
@@ -1089,7 +1105,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100, help="connections opened together")
     parser.add_argument("--pause", type=float, default=0.05, help="seconds between batches")
     parser.add_argument("--fragment-bytes", type=int, default=FRAGMENT_BYTES)
-    parser.add_argument("--poll", choices=("fragment", "page"), default="fragment")
+    parser.add_argument(
+        "--poll", choices=("fragment", "page", "both"), default="both", help="what polls fetch"
+    )
     parser.add_argument(
         "--profile",
         choices=("live", "floor", "idle", "memory"),
@@ -1128,11 +1146,12 @@ async def main(args: argparse.Namespace) -> None:
                 streams.append(await run_stream(design, n, args))
                 print(f"... {design} {n:,} done", file=sys.stderr)
         if n in args.poll_sizes:
-            polls.append(await run_poll(n, args))
-            print(f"... polling {n:,} done", file=sys.stderr)
+            for kind in ("fragment", "page") if args.poll == "both" else (args.poll,):
+                polls.append(await run_poll(n, kind, args))
+                print(f"... polling ({kind}) {n:,} done", file=sys.stderr)
     fragment = streams[0].fragment_bytes if streams else args.fragment_bytes
     print(
-        f"One uvicorn worker, embedded engine; fragment {fragment:,} bytes ({COLLECTION} "
+        f"One uvicorn worker, embedded engine; message {fragment:,} bytes ({COLLECTION} "
         f"records); clients {', '.join(f'{n:,}' for n in args.sizes)} (polling "
         f"{', '.join(f'{n:,}' for n in args.poll_sizes)}), connected {args.batch} at a time; "
         f"{time.perf_counter() - began:.0f} s; load average {load[0]:.2f} before, "

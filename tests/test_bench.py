@@ -98,7 +98,8 @@ async def test_live_benchmark_quick_run_reports_every_table() -> None:
             assert re.search(latency, report), (n, design)
             idle = rf"\| {n} \| {design} \| ([\d.]+ \| ){{4}}{ms} \| ({ms}|-) \| {ms} \| -?\d+ \|"
             assert re.search(idle, report), (n, design)
-        poll = rf"\| {n} \| {number} of {number} \| ({ms} \| ){{5}}{number} of {number} \|"
-        assert re.search(poll, report), n
+        for kind in ("fragment", "page"):
+            poll = rf"\| {n} \| {kind} \| {number} of {number} \| ({ms} \| ){{5}}"
+            assert re.search(poll + rf"{number} of {number} \|", report), (n, kind)
     goals = re.findall(r"^\| (.+) \| (met|missed|reported) \|$", report, re.MULTILINE)
     assert any(goal.startswith("memory per live page") for goal, _ in goals)
