@@ -307,16 +307,16 @@ class WatchHub:
             session.deliver(news, version, failed, since=since)
 
 
-_hubs: weakref.WeakKeyDictionary[Engine, dict[asyncio.AbstractEventLoop, WatchHub]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def hub_for(engine: Engine) -> WatchHub:
-    """The hub of `engine` on the running event loop (made on first use)."""
+    """The hub of `engine` on the running event loop (made on first use).
+
+    Kept on the engine, by loop, weakly: a closed loop, or an engine no one holds (with its
+    hubs), can be collected."""
     loop = asyncio.get_running_loop()
-    per_loop = _hubs.setdefault(engine, {})
-    hub = per_loop.get(loop)
+    hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WatchHub] = (
+        engine.__dict__.setdefault("_fdbsync_hubs", weakref.WeakKeyDictionary())
+    )
+    hub = hubs.get(loop)
     if hub is None:
-        hub = per_loop[loop] = WatchHub(engine)
+        hub = hubs[loop] = WatchHub(engine)
     return hub

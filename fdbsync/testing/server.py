@@ -19,6 +19,8 @@ import uvicorn
 from sse_starlette.sse import AppStatus
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fdbsync.web.live import LiveSync
+
 __all__ = ["HOST", "LiveServer", "LiveServerError", "serve"]
 
 #: Test servers listen on the loopback interface only.
@@ -147,21 +149,28 @@ class LiveServer:
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("stop() must run on the event loop that started the server")
         global _stopping
-        _stopping += 1
         # uvicorn only closes idle connections and waits for responses to finish; an SSE
-        # response never finishes on its own. sse-starlette ends its streams when this
-        # process-global flag is set (a watcher polls it every 0.5 s), so it is raised for the
-        # stop and lowered afterwards: nothing else resets it, and a flag left raised would
-        # end every stream of every later server in the process at once.
-        AppStatus.should_exit = True
+        # response never finishes on its own. An fdbsync app's streams are ended through
+        # its LiveSync, which touches no other server.
         server.should_exit = True
+        live = getattr(getattr(self.app, "state", None), "fdbsync", None)
+        raised = not isinstance(live, LiveSync)
+        if isinstance(live, LiveSync):
+            live.end_streams(reason="the test server is stopping")
+        else:
+            # Other apps' sse-starlette streams end when this process-global flag is set (a
+            # watcher polls it every 0.5 s): it is raised for the stop and lowered after, as
+            # nothing else resets it. It ends the streams of every server in the process.
+            _stopping += 1
+            AppStatus.should_exit = True
         try:
             await task
         finally:
             self._task = self._server = None
-            _stopping -= 1
-            if _stopping == 0:
-                AppStatus.should_exit = False
+            if raised:
+                _stopping -= 1
+                if _stopping == 0:
+                    AppStatus.should_exit = False
 
     async def __aenter__(self) -> Self:
         await self.start()

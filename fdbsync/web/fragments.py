@@ -22,6 +22,9 @@ from typing import Any, TypeAlias
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.defaults import DEFAULT_NAMESPACE
+from jinja2.filters import FILTERS as DEFAULT_FILTERS
+from jinja2.tests import TESTS as DEFAULT_TESTS
 
 from .errors import FragmentError
 from .wire import check_name, element_id
@@ -124,7 +127,7 @@ class FragmentRenderer:
         self.renders = 0  # fragments actually rendered
         self.shared = 0  # fragments served from an equal earlier render
         self._cache: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self._reads: dict[tuple[str, str | None], tuple[frozenset[str] | None, _UpToDate]] = {}
+        self._reads: dict[tuple[str, str | None], tuple[_Reads | None, _UpToDate]] = {}
 
     def render(
         self,
@@ -183,27 +186,54 @@ class FragmentRenderer:
         context: Mapping[str, Any],
         held: list[Any],
     ) -> Hashable:
-        names = self._names(fragment, route_template)
-        if names is not None and any(not self._plain_name(n, context) for n in names):
-            names = None
-        chosen = sorted(context) if names is None else sorted(n for n in names if n in context)
-        source = fragment.render if fragment.render is not None else fragment.template
-        parts = tuple((name, _key_of(context[name], held)) for name in chosen)
-        return (id(source), source, fragment.block, route_template, parts)
+        source: Any = fragment.render
+        if fragment.render is None:
+            # The loaded template itself (held, so its id is not reused): a template that
+            # auto_reload loads again is a new object, and renders afresh.
+            source = self.env.get_template(fragment.template or route_template)
+            held.append(source)
+        reads = self._reads_of(fragment, route_template)
+        chosen = None if reads is None else self._chosen(reads, context)
+        names = sorted(context) if chosen is None else chosen
+        parts = tuple((name, _key_of(context[name], held)) for name in names)
+        globals_part = () if reads is None else self._globals_key(reads, context, held)
+        return (id(source), fragment.block, fragment.name, parts, globals_part)
 
-    def _plain_name(self, name: str, context: Mapping[str, Any]) -> bool:
-        """Whether what `name` renders depends on nothing but its own value: true for names
-        in the context and for plain globals. A global such as url_for reads the whole
-        context; an unknown name may be a macro of the template, which may read anything."""
-        if name in context:
-            return True
-        if name not in self.env.globals:
-            return False
-        return getattr(self.env.globals[name], "jinja_pass_arg", None) is None
+    def _chosen(self, reads: _Reads, context: Mapping[str, Any]) -> list[str] | None:
+        """The context names the key needs, or None when the render may read anything."""
+        for name in reads.names:
+            if name not in context:
+                return None  # a macro of the template, or a name set elsewhere: unknown
+        for name in reads.loads:
+            if name in context or name not in self.env.globals:
+                continue  # the context's own value, or a variable the fragment sets
+            value = self.env.globals[name]
+            if value is not DEFAULT_NAMESPACE.get(name) and callable(value):
+                return None  # a global function (url_for, gettext) may read anything
+        for used, registered, builtin in (
+            (reads.filters, self.env.filters, DEFAULT_FILTERS),
+            (reads.tests, self.env.tests, DEFAULT_TESTS),
+        ):
+            for name in used:
+                function = registered.get(name)
+                # Jinja's own (map, select, ...) take the context only to find other filters.
+                if function is not builtin.get(name) and _reads_context(function):
+                    return None
+        return sorted(reads.names)
 
-    def _names(self, fragment: Fragment, route_template: str) -> frozenset[str] | None:
-        """The context names a template fragment reads; None when that cannot be known
-        (a function, an include, an import, or a call to super)."""
+    def _globals_key(
+        self, reads: _Reads, context: Mapping[str, Any], held: list[Any]
+    ) -> tuple[tuple[str, Hashable], ...]:
+        """Plain global values the fragment reads (they may change between renders)."""
+        return tuple(
+            (name, _key_of(self.env.globals[name], held))
+            for name in sorted(reads.loads)
+            if name not in context and name in self.env.globals
+        )
+
+    def _reads_of(self, fragment: Fragment, route_template: str) -> _Reads | None:
+        """What a template fragment reads; None when that cannot be known (a function, an
+        include, an import, an extension's node)."""
         if fragment.render is not None:
             return None
         template_name = fragment.template or route_template
@@ -215,9 +245,8 @@ class FragmentRenderer:
 
     def _analyse(
         self, template_name: str, block_name: str | None
-    ) -> tuple[frozenset[str] | None, _UpToDate]:
-        """What `_names` returns, and the loader's check that the source is unchanged (with
-        auto_reload, an edited template is analysed again)."""
+    ) -> tuple[_Reads | None, _UpToDate]:
+        """What `_reads_of` returns, and the loader's check that the source is unchanged."""
         loader = self.env.loader
         if loader is None:
             return None, None
@@ -230,13 +259,46 @@ class FragmentRenderer:
                 return None, uptodate
             body = nodes.Template(found[0].body, lineno=1)
             body.set_environment(self.env)
-        opaque = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
-        if any(True for _ in body.find_all(opaque)):
+        if any(True for _ in body.find_all(_OPAQUE)):
             return None, uptodate
-        calls = (call.node for call in body.find_all(nodes.Call))
-        if any(isinstance(node, nodes.Name) and node.name == "super" for node in calls):
-            return None, uptodate
-        return frozenset(meta.find_undeclared_variables(body)), uptodate
+        reads = _Reads(
+            names=frozenset(meta.find_undeclared_variables(body)),
+            loads=frozenset(n.name for n in body.find_all(nodes.Name) if n.ctx == "load"),
+            filters=frozenset(f.name for f in body.find_all(nodes.Filter)),
+            tests=frozenset(t.name for t in body.find_all(nodes.Test)),
+        )
+        return reads, uptodate
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """What a block reads: context names it never sets (`names`), every name it loads
+    (context, globals and its own variables), and the filters and tests it applies."""
+
+    names: frozenset[str]
+    loads: frozenset[str]
+    filters: frozenset[str]
+    tests: frozenset[str]
+
+
+#: Nodes whose reads cannot be seen from the block: other templates, and extensions' nodes
+#: (`{% debug %}`, custom tags), which may read the whole context.
+_OPAQUE = (
+    nodes.Include,
+    nodes.Import,
+    nodes.FromImport,
+    nodes.Extends,
+    nodes.ContextReference,
+    nodes.DerivedContextReference,
+    nodes.ExtensionAttribute,
+    nodes.ImportedName,
+)
+
+
+def _reads_context(function: Any) -> bool:
+    """Whether a filter or test is given the render context (and may read any of it)."""
+    passed = getattr(function, "jinja_pass_arg", None)
+    return passed is not None and getattr(passed, "name", "") == "context"
 
 
 _PLAIN = (str, int, float, bool, bytes, type(None))
@@ -245,6 +307,8 @@ _PLAIN = (str, int, float, bool, bytes, type(None))
 def _key_of(value: Any, held: list[Any]) -> Hashable:
     """A key equal for two values only if they render alike: plain data by value, lists,
     tuples and dicts by their items, anything else by identity (kept alive in `held`)."""
+    if isinstance(value, float):
+        return (float, repr(value))  # 0.0 and -0.0 are equal but render apart
     if isinstance(value, _PLAIN):
         return (type(value), value)
     if type(value) in (list, tuple):

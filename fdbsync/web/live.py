@@ -3,6 +3,7 @@ lifespan, its open streams and what they have done."""
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
 import time
@@ -17,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 
 from ..data.repo import Repo
+from ..engine import Transaction, pack
 from ..sync.session import LiveSession
 from .context import HtmxVersion, LiveContext
 from .errors import LiveSyncError
@@ -73,9 +75,10 @@ class LiveSync:
         render_cache_size: int = 1024,
         shutdown_grace: float = 2.0,
     ) -> None:
-        if stream_lifetime <= 0 or send_timeout <= 0 or ping_interval < 0:
+        if stream_lifetime <= 0 or send_timeout <= 0 or ping_interval < 0 or shutdown_grace < 0:
             raise ValueError(
-                "stream_lifetime and send_timeout must be positive, ping_interval >= 0"
+                "stream_lifetime and send_timeout must be positive; ping_interval and "
+                "shutdown_grace at least 0"
             )
         self.repo = repo
         self.templates = templates
@@ -158,16 +161,34 @@ class LiveSync:
         live = self._stream_contexts.get(version)
         if live is None:
             live = self._stream_contexts[version] = LiveContext(version, self.static_url, None)
-        return {**session.assigns, "live": live, "request": request}
+        context: dict[str, Any] = {**session.assigns, "live": live, "request": request}
+        for processor in self.templates.context_processors:  # as TemplateResponse does
+            context.update(processor(request))
+        return context
 
     def remember_render(self, shown: Mapping[str, str]) -> str:
         """A one-use token for a page's first connect, standing for what the page shows."""
         return self._first_renders.put(dict(shown))
 
-    def recall_render(self, token: str) -> dict[str, str]:
-        """What the page with `token` shows, if this server rendered it and this is its first
-        connect; otherwise nothing (a reconnect, another server, or too late to be sure)."""
-        return self._first_renders.take(token)
+    async def recall_render(self, token: str) -> dict[str, str]:
+        """What the page with `token` shows, if this is its first connect; otherwise nothing.
+
+        This server remembers what it rendered, and forgets it at the first connect here.
+        A connect to another worker (or machine) cannot reach that memory, so it records
+        in the database that the page has connected; the rendering server checks that
+        record before skipping anything, since the page may since have been updated by a
+        stream elsewhere."""
+        rendered_at = _FirstRenders.rendered_at(token)
+        if rendered_at is None:
+            return {}
+        shown = self._first_renders.take(token)
+        key = pack((*_CONNECTED, int(rendered_at) // 60, token))
+        if shown:
+            connected = await self.repo.engine.transact(lambda tr: tr.get(key))
+            return {} if connected is not None else shown
+        if time.time() - rendered_at < self._first_renders.ttl + _CLOCK_SKEW:
+            await self.repo.engine.transact(functools.partial(_mark_connected, key))
+        return {}
 
     def lifetime_for(self) -> float:
         return self.stream_lifetime * random.uniform(0.9, 1.0)
@@ -196,6 +217,20 @@ def live_of(request: Request) -> LiveSync:
     return live
 
 
+#: Where workers record that a page rendered elsewhere has connected: (None, "web", ...) is
+#: outside every tenant's keyspace (see docs/keyspace.md). Keys are grouped by the minute of
+#: the render, and minutes long past are cleared as new records are written.
+_CONNECTED = (None, "web", "connected")
+#: How far apart the clocks of two machines may be for the records to still work.
+_CLOCK_SKEW = 300.0
+
+
+async def _mark_connected(key: bytes, tr: Transaction) -> None:
+    tr.set(key, b"")
+    stale = int(time.time() - _CLOCK_SKEW - 3600) // 60
+    tr.clear_range(pack(_CONNECTED), pack((*_CONNECTED, stale)))
+
+
 class _FirstRenders:
     """Pages rendered here whose stream has not connected yet: token -> what they show.
 
@@ -215,9 +250,15 @@ class _FirstRenders:
             if expires > now and len(self._pages) < self.capacity:
                 break
             del self._pages[token]
-        token = secrets.token_urlsafe(16)
+        token = f"{int(time.time())}.{secrets.token_urlsafe(12)}"  # when, for other workers
         self._pages[token] = (now + self.ttl, shown)
         return token
+
+    @staticmethod
+    def rendered_at(token: str) -> float | None:
+        """When the page with `token` was rendered (wall clock), if it is a render token."""
+        when, _, rest = token.partition(".")
+        return float(when) if when.isdigit() and rest else None
 
     def take(self, token: str) -> dict[str, str]:
         found = self._pages.pop(token, None)

@@ -35,12 +35,7 @@ class LiveStream:
     """A connected page: its session, request and route, and what its page shows."""
 
     def __init__(
-        self,
-        live: LiveSync,
-        session: LiveSession,
-        request: Request,
-        route: LiveRoute,
-        shown: Mapping[str, str],
+        self, live: LiveSync, session: LiveSession, request: Request, route: LiveRoute
     ) -> None:
         self.live = live
         self.session = session
@@ -48,12 +43,15 @@ class LiveStream:
         self.route = route
         #: fragment name -> digest of the HTML the page shows (from its render, on a first
         #: connect the server recognises, then from what this stream sent)
-        self.shown: dict[str, str] = dict(shown)
+        self.shown: dict[str, str] = {}
         self.messages = 0  # messages handed to the response
         self.pending = 0  # fragments rendered and not yet written to the client
         self.max_pending = 0  # the most fragments ever pending at once
         self.end_reason: str | None = None
         self._deadline = asyncio.get_running_loop().time() + live.lifetime_for()
+        # Open from the start, while the route still runs: end_streams() (a sign-out) must
+        # reach a stream that has been authorized but has not sent anything yet.
+        live.streams.add(self)
 
     def __repr__(self) -> str:
         return f"<LiveStream {self.request.url.path} {self.session!r}>"
@@ -64,12 +62,16 @@ class LiveStream:
             self.end_reason = reason
         self.session.close()
 
+    def release(self) -> None:
+        """Let go of everything: the session and its watches, and the place in `streams`."""
+        self.session.close()
+        self.live.streams.discard(self)
+
     async def events(self) -> AsyncIterator[ServerSentEvent]:
         """The stream's messages: first every fragment the page may not show, then the
         fragments of each change. Ends at the stream's lifetime, on `end()`, on shutdown, or
         on an error in this session (logged; the client reconnects)."""
         live = self.live
-        live.streams.add(self)
         updates = self.session.updates()
         try:
             first = self._message(self.session.labels)
@@ -98,15 +100,16 @@ class LiveStream:
                     if since is not None:
                         live.note_push(asyncio.get_running_loop().time() - since)
         except SyncError as error:
-            self.end_reason = f"error: {error}"
+            if self.end_reason is None:
+                self.end_reason = f"error: {error}"
             logger.warning("live stream %s ended: %s", self.request.url.path, error)
         except Exception as error:
-            self.end_reason = f"error: {error!r}"
+            if self.end_reason is None:
+                self.end_reason = f"error: {error!r}"
             logger.exception("live stream %s ended by an error", self.request.url.path)
         finally:
             await updates.aclose()
-            self.session.close()
-            live.streams.discard(self)
+            self.release()
 
     def _written(self) -> None:
         """The response asked for the next message: the last one is written."""
