@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -26,6 +26,7 @@ from jinja2.defaults import DEFAULT_NAMESPACE
 from jinja2.filters import FILTERS as DEFAULT_FILTERS
 from jinja2.tests import TESTS as DEFAULT_TESTS
 
+from .context import LiveContext
 from .errors import FragmentError
 from .wire import check_name, element_id
 
@@ -210,6 +211,15 @@ class FragmentRenderer:
             value = self.env.globals[name]
             if value is not DEFAULT_NAMESPACE.get(name) and callable(value):
                 return None  # a global function (url_for, gettext) may read anything
+        for name in reads.called:
+            if name in context:
+                value = context[name]
+            elif name in self.env.globals:
+                value = self.env.globals[name]
+            else:
+                continue  # the fragment's own variable or macro
+            if not isinstance(value, LiveContext) and value is not DEFAULT_NAMESPACE.get(name):
+                return None  # a method may take the context (pass_context) or read anything
         for used, registered, builtin in (
             (reads.filters, self.env.filters, DEFAULT_FILTERS),
             (reads.tests, self.env.tests, DEFAULT_TESTS),
@@ -266,6 +276,7 @@ class FragmentRenderer:
             loads=frozenset(n.name for n in body.find_all(nodes.Name) if n.ctx == "load"),
             filters=frozenset(f.name for f in body.find_all(nodes.Filter)),
             tests=frozenset(t.name for t in body.find_all(nodes.Test)),
+            called=frozenset(_called_roots(body)),
         )
         return reads, uptodate
 
@@ -273,12 +284,14 @@ class FragmentRenderer:
 @dataclass(frozen=True)
 class _Reads:
     """What a block reads: context names it never sets (`names`), every name it loads
-    (context, globals and its own variables), and the filters and tests it applies."""
+    (context, globals and its own variables), the filters and tests it applies, and the
+    names it calls through (`helpers.who()` calls through `helpers`)."""
 
     names: frozenset[str]
     loads: frozenset[str]
     filters: frozenset[str]
     tests: frozenset[str]
+    called: frozenset[str]  # names whose value, or something reached from it, is called
 
 
 #: Nodes whose reads cannot be seen from the block: other templates, and extensions' nodes
@@ -293,6 +306,15 @@ _OPAQUE = (
     nodes.ExtensionAttribute,
     nodes.ImportedName,
 )
+
+
+def _called_roots(body: nodes.Node) -> Iterator[str]:
+    for call in body.find_all(nodes.Call):
+        node = call.node
+        while isinstance(node, nodes.Getattr | nodes.Getitem):
+            node = node.node
+        if isinstance(node, nodes.Name):
+            yield node.name
 
 
 def _reads_context(function: Any) -> bool:

@@ -175,12 +175,6 @@ def test_blocks_whose_reads_cannot_be_seen_render_per_page(
         assert "alice" in again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a context-reading function reached through a plain global object (a "
-    "helpers namespace) is not seen by FragmentRenderer._chosen; the global is keyed by "
-    "identity and the render is shared across users",
-)
 def test_a_context_reading_method_of_a_global_object_is_not_shared(tmp_path: Path) -> None:
     r = renderer(tmp_path, {"page.html": block("{{ item }} for {{ helpers.who() }}")})
 
