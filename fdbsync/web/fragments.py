@@ -28,9 +28,16 @@ from jinja2.tests import TESTS as DEFAULT_TESTS
 
 from .context import LiveContext
 from .errors import FragmentError
-from .wire import check_name, element_id
+from .wire import check_name, element_id, partial
 
-__all__ = ["Fragment", "FragmentRenderer", "FragmentSpec", "digest", "fragments_by_label"]
+__all__ = [
+    "Fragment",
+    "FragmentRenderer",
+    "FragmentSpec",
+    "Rendered",
+    "digest",
+    "fragments_by_label",
+]
 
 #: A fragment function: the render context (assigns, `live`, `request`) in, HTML out.
 FragmentFunction = Callable[[Mapping[str, Any]], str]
@@ -114,9 +121,27 @@ def digest(html: str) -> str:
 
 
 @dataclass
-class _Entry:
+class Rendered:
+    """One render, with what every stream that sends it needs: its digest and its partial
+    (computed once, however many streams send it)."""
+
     html: str
+    name: str
     held: list[Any]  # the objects whose identities are part of the key
+    _digest: str | None = None
+    _partial: str | None = None
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            self._digest = digest(self.html)
+        return self._digest
+
+    @property
+    def partial(self) -> str:
+        if self._partial is None:
+            self._partial = partial(self.name, self.html)
+        return self._partial
 
 
 class FragmentRenderer:
@@ -127,7 +152,7 @@ class FragmentRenderer:
         self.cache_size = cache_size
         self.renders = 0  # fragments actually rendered
         self.shared = 0  # fragments served from an equal earlier render
-        self._cache: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._cache: OrderedDict[Hashable, Rendered] = OrderedDict()
         self._reads: dict[tuple[str, str | None], tuple[_Reads | None, _UpToDate]] = {}
 
     def render(
@@ -138,25 +163,35 @@ class FragmentRenderer:
         context: Mapping[str, Any],
     ) -> str:
         """The HTML of `fragment` for `context`; FragmentError if it lacks its element."""
+        return self.rendered(fragment, label, route_template, context).html
+
+    def rendered(
+        self,
+        fragment: Fragment,
+        label: str,
+        route_template: str,
+        context: Mapping[str, Any],
+    ) -> Rendered:
+        """`render`, with the render's digest and partial."""
         held: list[Any] = []
         key = self._key(fragment, route_template, context, held)
         entry = self._cache.get(key)
         if entry is not None:
             self._cache.move_to_end(key)
             self.shared += 1
-            return entry.html
+            return entry
+        name = fragment.name or label
         html = self._render(fragment, label, route_template, context)
         self.renders += 1
-        if f'id="{element_id(fragment.name or label)}"' not in html:
+        if f'id="{element_id(name)}"' not in html:
             raise FragmentError(
                 f"label {label!r}: the {fragment.describe(route_template)} has no element "
-                f"marked {{{{ live.target({fragment.name or label!r}) }}}}, so htmx cannot "
-                "swap it"
+                f"marked {{{{ live.target({name!r}) }}}}, so htmx cannot swap it"
             )
-        self._cache[key] = _Entry(html, held)
+        entry = self._cache[key] = Rendered(html, name, held)
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return html
+        return entry
 
     def clear(self) -> None:
         self._cache.clear()

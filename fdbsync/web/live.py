@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
+from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 
 from ..data.repo import Repo
@@ -94,6 +95,7 @@ class LiveSync:
         self.streams: set[LiveStream] = set()
         self._first_renders = _FirstRenders(first_render_ttl)
         self._stream_contexts: dict[int, LiveContext] = {}
+        self._encoded: dict[str, bytes] = {}
         self._messages = 0
         self._fragments = 0
         self._pushes = 0
@@ -195,6 +197,15 @@ class LiveSync:
 
     def reconnect_ms(self) -> int | None:
         return None if self.reconnect_delay is None else int(self.reconnect_delay * 1000)
+
+    def encoded(self, message: str) -> bytes:
+        """`message` as SSE bytes, encoded once for every stream that sends it."""
+        found = self._encoded.get(message)
+        if found is None:
+            found = self._encoded[message] = ServerSentEvent(message).encode()
+            if len(self._encoded) > 64:
+                del self._encoded[next(iter(self._encoded))]
+        return found
 
     def note_message(self, fragments: int) -> None:
         self._messages += 1

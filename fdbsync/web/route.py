@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from ..sync.errors import SyncError, WatchLimitError
 from ..sync.session import LiveSession
 from .context import HtmxVersion
-from .fragments import Fragment, FragmentSpec, digest, fragments_by_label
+from .fragments import Fragment, FragmentSpec, fragments_by_label
 from .live import LiveSync, live_of
 from .stream import LiveStream
 from .wire import LIVE_PARAM, check_name
@@ -165,8 +165,8 @@ def _page(live: LiveSync, route: LiveRoute, request: Request, session: LiveSessi
         context = live.fragment_context(session, request, route)
         for label in session.labels:
             for fragment in route.fragments_for(label):
-                html = live.renderer.render(fragment, label, route.template, context)
-                shown[fragment.name or label] = digest(html)
+                rendered = live.renderer.rendered(fragment, label, route.template, context)
+                shown[rendered.name] = rendered.digest
         token = live.remember_render(shown) if shown else "1"
     finally:
         session.close()

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
 
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 
 from ..sync.errors import SyncError
 from ..sync.session import LiveSession
-from .fragments import Fragment, digest
-from .wire import partial
 
 if TYPE_CHECKING:
     from .live import LiveSync
@@ -67,12 +65,14 @@ class LiveStream:
         self.session.close()
         self.live.streams.discard(self)
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
+    async def events(self) -> AsyncIterator[ServerSentEvent | bytes]:
         """The stream's messages: first every fragment the page may not show, then the
         fragments of each change. Ends at the stream's lifetime, on `end()`, on shutdown, or
         on an error in this session (logged; the client reconnects)."""
         live = self.live
         updates = self.session.updates()
+        # One timer for the stream's life: ending it closes the session, and updates() ends.
+        lifetime = asyncio.get_running_loop().call_at(self._deadline, self.end, "lifetime")
         try:
             first = self._message(self.session.labels)
             retry = live.reconnect_ms()
@@ -82,11 +82,7 @@ class LiveStream:
                 self._written()
             while True:
                 try:
-                    async with asyncio.timeout_at(self._deadline):
-                        changed = await anext(updates)
-                except TimeoutError:
-                    self.end("lifetime")
-                    return
+                    changed = await anext(updates)
                 except StopAsyncIteration:
                     return
                 if self.session.closed:  # closed by a callback (a sign-out, say)
@@ -95,7 +91,7 @@ class LiveStream:
                 since = self.session.news_since
                 message = self._message(changed)
                 if message is not None:
-                    yield ServerSentEvent(message)
+                    yield live.encoded(message)  # pages sent the same message share its bytes
                     self._written()
                     if since is not None:
                         live.note_push(asyncio.get_running_loop().time() - since)
@@ -108,6 +104,7 @@ class LiveStream:
                 self.end_reason = f"error: {error!r}"
             logger.exception("live stream %s ended by an error", self.request.url.path)
         finally:
+            lifetime.cancel()
             await updates.aclose()
             self.release()
 
@@ -125,16 +122,15 @@ class LiveStream:
         # In the order the route synced its labels, so messages are alike from run to run.
         ordered = [label for label in known if label in wanted]
         ordered += sorted(wanted.difference(known))
+        renderer = self.live.renderer
         for label in ordered:
             for fragment in self.route.fragments_for(label):
-                html = self._render(fragment, label, context)
-                name = fragment.name or label
-                seen = digest(html)
-                if self.shown.get(name) == seen:
+                rendered = renderer.rendered(fragment, label, self.route.template, context)
+                if self.shown.get(rendered.name) == rendered.digest:
                     continue
-                self.shown[name] = seen
-                parts.append(partial(name, html))
-                names.append(name)
+                self.shown[rendered.name] = rendered.digest
+                parts.append(rendered.partial)
+                names.append(rendered.name)
         if not parts:
             return None
         self.messages += 1
@@ -142,6 +138,3 @@ class LiveStream:
         self.max_pending = max(self.max_pending, self.pending)
         self.live.note_message(len(parts))
         return "\n".join(parts)
-
-    def _render(self, fragment: Fragment, label: str, context: Mapping[str, Any]) -> str:
-        return self.live.renderer.render(fragment, label, self.route.template, context)
