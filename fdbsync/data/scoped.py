@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+from ..engine.atomic import AtomicOp
 from ..engine.base import KeyValue, RangeResult, ReadView, Transaction, Watch
 from ..engine.keys import strinc
 from ..engine.selectors import KeyOrSelector, KeySelector
@@ -138,39 +139,9 @@ class ScopedTransaction(ScopedReads, Transaction):
         self._check_range(begin, end)
         self._mutate(lambda tr: tr.clear_range(begin, end))
 
-    def _atomic(self, name: str, key: bytes, param: bytes) -> None:
+    def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
         self._check(key)
-        self._mutate(lambda tr: getattr(tr, name)(key, param))
-
-    def add(self, key: bytes, param: bytes) -> None:
-        self._atomic("add", key, param)
-
-    def max(self, key: bytes, param: bytes) -> None:
-        self._atomic("max", key, param)
-
-    def min(self, key: bytes, param: bytes) -> None:
-        self._atomic("min", key, param)
-
-    def byte_max(self, key: bytes, param: bytes) -> None:
-        self._atomic("byte_max", key, param)
-
-    def byte_min(self, key: bytes, param: bytes) -> None:
-        self._atomic("byte_min", key, param)
-
-    def bit_and(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_and", key, param)
-
-    def bit_or(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_or", key, param)
-
-    def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_xor", key, param)
-
-    def append_if_fits(self, key: bytes, param: bytes) -> None:
-        self._atomic("append_if_fits", key, param)
-
-    def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._atomic("compare_and_clear", key, param)
+        self._mutate(lambda tr: tr.atomic(op, key, param))
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
         # The placeholder comes after the tenant prefix, so checking the bytes before the

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from .atomic import AtomicOp
 from .errors import FDBError
 from .keys import strinc
 from .limits import Limits
@@ -138,34 +139,39 @@ class Transaction(ReadView):
         self.clear_range(prefix, strinc(prefix))
 
     @abc.abstractmethod
-    def add(self, key: bytes, param: bytes) -> None: ...
+    def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
+        """Apply the atomic mutation `op` to `key` at commit (no read, no read conflict)."""
 
-    @abc.abstractmethod
-    def max(self, key: bytes, param: bytes) -> None: ...
+    # The named atomic operations, as the FDB bindings call them.
+    def add(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.ADD, key, param)
 
-    @abc.abstractmethod
-    def min(self, key: bytes, param: bytes) -> None: ...
+    def max(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.MAX, key, param)
 
-    @abc.abstractmethod
-    def byte_max(self, key: bytes, param: bytes) -> None: ...
+    def min(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.MIN, key, param)
 
-    @abc.abstractmethod
-    def byte_min(self, key: bytes, param: bytes) -> None: ...
+    def byte_max(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.BYTE_MAX, key, param)
 
-    @abc.abstractmethod
-    def bit_and(self, key: bytes, param: bytes) -> None: ...
+    def byte_min(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.BYTE_MIN, key, param)
 
-    @abc.abstractmethod
-    def bit_or(self, key: bytes, param: bytes) -> None: ...
+    def bit_and(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.BIT_AND, key, param)
 
-    @abc.abstractmethod
-    def bit_xor(self, key: bytes, param: bytes) -> None: ...
+    def bit_or(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.BIT_OR, key, param)
 
-    @abc.abstractmethod
-    def append_if_fits(self, key: bytes, param: bytes) -> None: ...
+    def bit_xor(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.BIT_XOR, key, param)
 
-    @abc.abstractmethod
-    def compare_and_clear(self, key: bytes, param: bytes) -> None: ...
+    def append_if_fits(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.APPEND_IF_FITS, key, param)
+
+    def compare_and_clear(self, key: bytes, param: bytes) -> None:
+        self.atomic(AtomicOp.COMPARE_AND_CLEAR, key, param)
 
     @abc.abstractmethod
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:

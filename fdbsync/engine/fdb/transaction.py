@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from ..atomic import AtomicOp
 from ..base import KeyValue, RangeResult, ReadView, Transaction, Watch
 from ..errors import ErrorCode, FDBError
 from ..selectors import KeyOrSelector, KeySelector, as_selector
@@ -379,42 +380,12 @@ class FdbTransaction(Transaction):
             self._attempt.wrote = True
             self._attempt.ranges.append((begin, end))
 
-    def _atomic(self, op: str, key: bytes, param: bytes) -> None:
+    def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
         self._check_usable()
         self._check_key(key, writing=True)
         self._check_value(param)
-        getattr(self._tr, op)(key, param)
+        getattr(self._tr, op.value)(key, param)  # the bindings name them as AtomicOp does
         self._wrote_key(key)
-
-    def add(self, key: bytes, param: bytes) -> None:
-        self._atomic("add", key, param)
-
-    def max(self, key: bytes, param: bytes) -> None:
-        self._atomic("max", key, param)
-
-    def min(self, key: bytes, param: bytes) -> None:
-        self._atomic("min", key, param)
-
-    def byte_max(self, key: bytes, param: bytes) -> None:
-        self._atomic("byte_max", key, param)
-
-    def byte_min(self, key: bytes, param: bytes) -> None:
-        self._atomic("byte_min", key, param)
-
-    def bit_and(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_and", key, param)
-
-    def bit_or(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_or", key, param)
-
-    def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_xor", key, param)
-
-    def append_if_fits(self, key: bytes, param: bytes) -> None:
-        self._atomic("append_if_fits", key, param)
-
-    def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._atomic("compare_and_clear", key, param)
 
     def _check_placeholder(self, data: bytes, what: str) -> None:
         if len(data) < 4 or int.from_bytes(data[-4:], "little") + 10 > len(data) - 4:

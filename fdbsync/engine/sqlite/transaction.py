@@ -452,40 +452,10 @@ class SqliteTransaction(Transaction):
         if begin < end:
             self._record(Mutation(Op.CLEAR_RANGE, begin, end))
 
-    def _atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
+    def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
         self._check_key(key, writing=True)
         self._check_value(param)
         self._record(Mutation(Op.ATOMIC, key, param, op))
-
-    def add(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.ADD, key, param)
-
-    def max(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.MAX, key, param)
-
-    def min(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.MIN, key, param)
-
-    def byte_max(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BYTE_MAX, key, param)
-
-    def byte_min(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BYTE_MIN, key, param)
-
-    def bit_and(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BIT_AND, key, param)
-
-    def bit_or(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BIT_OR, key, param)
-
-    def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BIT_XOR, key, param)
-
-    def append_if_fits(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.APPEND_IF_FITS, key, param)
-
-    def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.COMPARE_AND_CLEAR, key, param)
 
     def _check_placeholder(self, data: bytes, what: str) -> None:
         if len(data) < 4 or int.from_bytes(data[-4:], "little") + 10 > len(data) - 4:
