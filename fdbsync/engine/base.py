@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from .atomic import AtomicOp
 from .errors import FDBError
@@ -75,6 +75,39 @@ class Watch(abc.ABC):
         raise NotImplementedError
 
 
+class FutureWatch(Watch):
+    """A watch backed by an asyncio future on its transaction's loop: what both engines
+    build theirs on (the future is set when the key changes, failed when it cannot be)."""
+
+    def __init__(self, key: bytes, future: asyncio.Future[None]) -> None:
+        self._key = key
+        self.future = future
+
+    @property
+    def key(self) -> bytes:
+        return self._key
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self.future.__await__()
+
+    def cancel(self) -> None:
+        self.future.cancel()
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def add_done_callback(self, fn: Callable[[Watch], None]) -> None:
+        self.future.add_done_callback(lambda _: fn(self))
+
+    def error(self) -> BaseException | None:
+        if self.future.cancelled():
+            return asyncio.CancelledError()
+        return self.future.exception()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} key={self._key!r} done={self.done()}>"
+
+
 async def _settled(watch: Watch) -> None:
     with contextlib.suppress(BaseException):
         await watch
@@ -111,6 +144,46 @@ class ReadView(abc.ABC):
 
     @abc.abstractmethod
     async def get_read_version(self) -> int: ...
+
+
+class SnapshotReads(Protocol):
+    """What a transaction offers `SnapshotView`: its reads, with or without conflict ranges."""
+
+    async def _get(self, key: bytes, snapshot: bool) -> bytes | None: ...
+
+    async def _get_many(self, keys: Sequence[bytes], snapshot: bool) -> list[bytes | None]: ...
+
+    async def _get_key(self, selector: KeySelector, snapshot: bool) -> bytes: ...
+
+    def _get_range(
+        self, begin: KeyOrSelector, end: KeyOrSelector, limit: int, reverse: bool, snapshot: bool
+    ) -> RangeResult: ...
+
+    async def get_read_version(self) -> int: ...
+
+
+class SnapshotView(ReadView):
+    """`transaction.snapshot`: the same read version and own writes, no read conflict ranges."""
+
+    def __init__(self, tr: SnapshotReads) -> None:
+        self._tr = tr
+
+    async def get(self, key: bytes) -> bytes | None:
+        return await self._tr._get(key, snapshot=True)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return await self._tr._get_many(keys, snapshot=True)
+
+    async def get_key(self, selector: KeySelector) -> bytes:
+        return await self._tr._get_key(selector, snapshot=True)
+
+    def get_range(
+        self, begin: KeyOrSelector, end: KeyOrSelector, *, limit: int = 0, reverse: bool = False
+    ) -> RangeResult:
+        return self._tr._get_range(begin, end, limit, reverse, snapshot=True)
+
+    async def get_read_version(self) -> int:
+        return await self._tr.get_read_version()
 
 
 class Transaction(ReadView):

@@ -26,7 +26,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import AtomicOp
-from ..base import KeyValue, RangeResult, ReadView, Transaction, Watch
+from ..base import KeyValue, RangeResult, ReadView, SnapshotView, Transaction, Watch
 from ..errors import ErrorCode, FDBError
 from ..selectors import KeyOrSelector, KeySelector, as_selector
 from .bridge import result, value
@@ -171,30 +171,6 @@ class _Range(RangeResult):
         return [row async for rows in self._pages(mode) for row in rows]
 
 
-class _Snapshot(ReadView):
-    """Snapshot reads: the same read version and own writes, but no read conflict ranges."""
-
-    def __init__(self, tr: FdbTransaction) -> None:
-        self._tr = tr
-
-    async def get(self, key: bytes) -> bytes | None:
-        return await self._tr._get(key, snapshot=True)
-
-    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        return await self._tr._get_many(keys, snapshot=True)
-
-    async def get_key(self, selector: KeySelector) -> bytes:
-        return await self._tr._get_key(selector, snapshot=True)
-
-    def get_range(
-        self, begin: KeyOrSelector, end: KeyOrSelector, *, limit: int = 0, reverse: bool = False
-    ) -> RangeResult:
-        return _Range(self._tr, begin, end, limit, reverse, snapshot=True)
-
-    async def get_read_version(self) -> int:
-        return await self._tr.get_read_version()
-
-
 class FdbTransaction(Transaction):
     def __init__(self, engine: FdbEngine, native: Any) -> None:
         self._engine = engine
@@ -207,7 +183,7 @@ class FdbTransaction(Transaction):
             else None
         )
         self._tr = native
-        self._snapshot = _Snapshot(self)
+        self._snapshot = SnapshotView(self)
         self._timeout: float | None = None
         self._options = dict(DEFAULT_OPTIONS)  # as last set on the client transaction
         self._created = time.monotonic()
@@ -351,7 +327,12 @@ class FdbTransaction(Transaction):
     def get_range(
         self, begin: KeyOrSelector, end: KeyOrSelector, *, limit: int = 0, reverse: bool = False
     ) -> RangeResult:
-        return _Range(self, begin, end, limit, reverse, snapshot=False)
+        return self._get_range(begin, end, limit, reverse, snapshot=False)
+
+    def _get_range(
+        self, begin: KeyOrSelector, end: KeyOrSelector, limit: int, reverse: bool, snapshot: bool
+    ) -> RangeResult:
+        return _Range(self, begin, end, limit, reverse, snapshot=snapshot)
 
     # -- mutations -------------------------------------------------------------------------
     def _wrote_key(self, key: bytes) -> None:

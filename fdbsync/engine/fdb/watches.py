@@ -10,39 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Generator, Iterable
-from typing import Any
+from collections.abc import Iterable
 
-from ..base import Watch
+from ..base import FutureWatch
 from ..errors import ErrorCode, FDBError
 from .bridge import BindingFuture, Bridge, result
 
 
-class FdbWatch(Watch):
-    def __init__(self, key: bytes, future: asyncio.Future[None]) -> None:
-        self._key = key
-        self.future = future
-
-    @property
-    def key(self) -> bytes:
-        return self._key
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return self.future.__await__()
-
-    def cancel(self) -> None:
-        self.future.cancel()
-
-    def done(self) -> bool:
-        return self.future.done()
-
-    def add_done_callback(self, fn: Callable[[Watch], None]) -> None:
-        self.future.add_done_callback(lambda _: fn(self))
-
-    def error(self) -> BaseException | None:
-        if self.future.cancelled():
-            return asyncio.CancelledError()
-        return self.future.exception()
+class FdbWatch(FutureWatch):
+    """A watch whose future the client's watch future settles (through the bridge)."""
 
     def attach(self, bridge: Bridge, source: BindingFuture) -> None:
         """Fire when the client's watch future does (cancelling it if this watch ends first)."""

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
 from ..atomic import AtomicOp
-from ..base import KeyValue, RangeResult, ReadView, Transaction, Watch
+from ..base import KeyValue, RangeResult, ReadView, SnapshotView, Transaction, Watch
 from ..errors import ErrorCode, FDBError
 from ..keys import key_after
 from ..selectors import KeyOrSelector, KeySelector, as_selector
@@ -122,30 +122,6 @@ class _Range(RangeResult):
         return [kv async for page in self._pages() for kv in page]
 
 
-class _Snapshot(ReadView):
-    """Snapshot reads: the same read version and own writes, but no read conflict ranges."""
-
-    def __init__(self, tr: SqliteTransaction) -> None:
-        self._tr = tr
-
-    async def get(self, key: bytes) -> bytes | None:
-        return await self._tr._get(key, snapshot=True)
-
-    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        return await self._tr._get_many(keys, snapshot=True)
-
-    async def get_key(self, selector: KeySelector) -> bytes:
-        return await self._tr._resolve(selector, snapshot=True)
-
-    def get_range(
-        self, begin: KeyOrSelector, end: KeyOrSelector, *, limit: int = 0, reverse: bool = False
-    ) -> RangeResult:
-        return _Range(self._tr, begin, end, limit, reverse, snapshot=True)
-
-    async def get_read_version(self) -> int:
-        return await self._tr.get_read_version()
-
-
 class SqliteTransaction(Transaction):
     def __init__(self, engine: SqliteEngine) -> None:
         self._engine = engine
@@ -154,7 +130,7 @@ class SqliteTransaction(Transaction):
         self._timeout: float | None = None
         self._retries = 0
         self._backoff = INITIAL_BACKOFF_S
-        self._snapshot = _Snapshot(self)
+        self._snapshot = SnapshotView(self)
         self._clear_state()
 
     def _clear_state(self) -> None:
@@ -302,12 +278,17 @@ class SqliteTransaction(Transaction):
         ]
 
     async def get_key(self, selector: KeySelector) -> bytes:
-        return await self._resolve(selector, snapshot=False)
+        return await self._get_key(selector, snapshot=False)
 
     def get_range(
         self, begin: KeyOrSelector, end: KeyOrSelector, *, limit: int = 0, reverse: bool = False
     ) -> RangeResult:
-        return _Range(self, begin, end, limit, reverse, snapshot=False)
+        return self._get_range(begin, end, limit, reverse, snapshot=False)
+
+    def _get_range(
+        self, begin: KeyOrSelector, end: KeyOrSelector, limit: int, reverse: bool, snapshot: bool
+    ) -> RangeResult:
+        return _Range(self, begin, end, limit, reverse, snapshot=snapshot)
 
     async def _bound(self, selector: KeySelector, snapshot: bool) -> bytes:
         """A selector as a range bound. With offset 1 it needs no read: the first key at or
@@ -316,14 +297,14 @@ class SqliteTransaction(Transaction):
         if selector.offset == 1:
             key = min(selector.key, SYSTEM_PREFIX)
             return key_after(key) if selector.or_equal and key < SYSTEM_PREFIX else key
-        return await self._resolve(selector, snapshot)
+        return await self._get_key(selector, snapshot)
 
     def _check_selector(self, selector: KeySelector) -> None:
         if selector.key > SYSTEM_PREFIX:
             detail = f"{selector.key[:40]!r} is past the user keyspace"
             raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, detail)
 
-    async def _resolve(self, selector: KeySelector, snapshot: bool) -> bytes:
+    async def _get_key(self, selector: KeySelector, snapshot: bool) -> bytes:
         """The key a selector names, seen through this transaction's own writes."""
         self._check_selector(selector)
         key = min(selector.key, SYSTEM_PREFIX)

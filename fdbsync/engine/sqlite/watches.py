@@ -14,44 +14,21 @@ import contextlib
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..base import Watch
+from ..base import FutureWatch
 from ..errors import ErrorCode, FDBError
 from . import schema
 
 
-class SqliteWatch(Watch):
+class SqliteWatch(FutureWatch):
+    """A watch whose future the registry settles (committer or watcher thread)."""
+
     def __init__(self, registry: WatchRegistry, key: bytes, future: asyncio.Future[None]) -> None:
+        super().__init__(key, future)
         self._registry = registry
-        self._key = key
-        self.future = future
-
-    @property
-    def key(self) -> bytes:
-        return self._key
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return self.future.__await__()
-
-    def cancel(self) -> None:
-        self.future.cancel()
-
-    def done(self) -> bool:
-        return self.future.done()
-
-    def add_done_callback(self, fn: Callable[[Watch], None]) -> None:
-        self.future.add_done_callback(lambda _: fn(self))
-
-    def error(self) -> BaseException | None:
-        if self.future.cancelled():
-            return asyncio.CancelledError()
-        return self.future.exception()
-
-    def __repr__(self) -> str:
-        return f"<SqliteWatch key={self._key!r} done={self.done()}>"
 
 
 class Result:
