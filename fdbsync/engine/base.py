@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -333,6 +334,18 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def create_transaction(self) -> Transaction: ...
+
+    def _lifecycle(self) -> asyncio.Lock:
+        """One open() or close() at a time (a lock per event loop: an asyncio.Lock belongs to
+        the loop it first waits on, and engines may outlive a loop, as in test suites)."""
+        locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            self.__dict__.setdefault("_lifecycle_locks", weakref.WeakKeyDictionary())
+        )
+        loop = asyncio.get_running_loop()
+        lock = locks.get(loop)
+        if lock is None:
+            lock = locks[loop] = asyncio.Lock()
+        return lock
 
     async def __aenter__(self) -> Self:
         await self.open()

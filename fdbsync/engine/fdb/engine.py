@@ -8,7 +8,6 @@ layer), so `fdbsync dump` and `load` move data between the two.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import Any
 
 from ..base import Engine
@@ -37,9 +36,6 @@ class FdbEngine(Engine):
         self.watches = WatchSet(self.limits.max_watches)
         self._database: Any = None
         self._bridge: Bridge | None = None
-        self._lifecycle_locks: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, asyncio.Lock
-        ] = weakref.WeakKeyDictionary()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -67,15 +63,6 @@ class FdbEngine(Engine):
                 return
             self._database = None
             self.watches.close(FDBError(ErrorCode.OPERATION_CANCELLED, "engine closed"))
-
-    def _lifecycle(self) -> asyncio.Lock:
-        """One open() or close() at a time (a lock per event loop: a lock belongs to the loop
-        it first waits on, and engines may outlive a loop)."""
-        loop = asyncio.get_running_loop()
-        lock = self._lifecycle_locks.get(loop)
-        if lock is None:
-            lock = self._lifecycle_locks[loop] = asyncio.Lock()
-        return lock
 
     @property
     def is_open(self) -> bool:

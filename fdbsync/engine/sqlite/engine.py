@@ -15,7 +15,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,9 +81,6 @@ class SqliteEngine(Engine):
         self._watcher: Watcher | None = None
         self._watcher_lock = threading.Lock()
         self._open = False
-        self._lifecycle_locks: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, asyncio.Lock
-        ] = weakref.WeakKeyDictionary()
         self._shutdown: asyncio.Future[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -131,15 +127,6 @@ class SqliteEngine(Engine):
         self._committer = None
         self._executor = None
         executor.shutdown(wait=False)
-
-    def _lifecycle(self) -> asyncio.Lock:
-        """One open() or close() at a time (a lock per event loop: an asyncio.Lock belongs to
-        the loop it first waits on, and engines may outlive a loop, as in test suites)."""
-        loop = asyncio.get_running_loop()
-        lock = self._lifecycle_locks.get(loop)
-        if lock is None:
-            lock = self._lifecycle_locks[loop] = asyncio.Lock()
-        return lock
 
     @property
     def is_open(self) -> bool:
