@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 
-from fdbsync import Repo
-
-from .models import Person, Pin
+from . import people
+from .models import Person
 from .schemas import PersonId, PersonIn, PersonOut, PersonPatch
 from .security import ViewerOfTenant, WriterOfTenant
 from .store import repo
@@ -17,13 +16,6 @@ router = APIRouter(prefix="/api/t/{tenant}/people", tags=["people"])
 
 def _out(person: Person) -> PersonOut:
     return PersonOut.model_validate(person.model_dump())
-
-
-async def _existing(tenant_repo: Repo, person_id: str) -> Person:
-    person = await tenant_repo.get(Person, person_id)
-    if person is None:
-        raise HTTPException(404, f"no person {person_id!r}")
-    return person
 
 
 @router.get("", response_model=list[PersonOut])
@@ -39,7 +31,7 @@ async def create_person(tenant: str, body: PersonIn, viewer: WriterOfTenant) -> 
 
 @router.get("/{person_id}", response_model=PersonOut)
 async def get_person(tenant: str, person_id: PersonId, viewer: ViewerOfTenant) -> PersonOut:
-    return _out(await _existing(repo.tenants.bind(tenant), person_id))
+    return _out(await people.existing(repo.tenants.bind(tenant), person_id))
 
 
 @router.patch("/{person_id}", response_model=PersonOut)
@@ -47,7 +39,7 @@ async def update_person(
     tenant: str, person_id: PersonId, body: PersonPatch, viewer: WriterOfTenant
 ) -> PersonOut:
     tenant_repo = repo.tenants.bind(tenant)
-    person = await _existing(tenant_repo, person_id)
+    person = await people.existing(tenant_repo, person_id)
     return _out(await tenant_repo.update(person, body.model_dump(exclude_none=True)))
 
 
@@ -62,11 +54,5 @@ async def replace_person(
 
 @router.delete("/{person_id}", status_code=204)
 async def delete_person(tenant: str, person_id: PersonId, viewer: WriterOfTenant) -> Response:
-    async def delete(tx: Repo) -> None:
-        await _existing(tx, person_id)
-        if await tx.get(Pin, person_id) is not None:
-            await tx.delete_by_key(Pin, person_id)
-        await tx.delete_by_key(Person, person_id)
-
-    await repo.tenants.bind(tenant).transaction(delete)
+    await people.delete(repo.tenants.bind(tenant), person_id)
     return Response(status_code=204)

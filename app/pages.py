@@ -12,9 +12,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from fdbsync import All, LiveSession, Many, One, Repo, live_sync
-from fdbsync.data.errors import RecordNotFoundError
+from fdbsync import All, LiveSession, Many, One, live_sync
 
+from . import people
 from .models import Person, Pin, SignIn
 from .schemas import PersonId, PersonIn, TeamInPath
 from .security import Viewer, ViewerOfTenant, WriterOfTenant
@@ -119,18 +119,11 @@ async def add_person(request: Request, tenant: str, viewer: WriterOfTenant) -> R
     return templates.TemplateResponse(request, "_add_form.html", context)
 
 
-async def _existing(tenant_repo: Repo, person_id: str) -> Person:
-    person = await tenant_repo.get(Person, person_id)
-    if person is None:
-        raise HTTPException(404, f"no person {person_id!r}")
-    return person
-
-
 @router.get("/t/{tenant}/people/{person_id}/edit", response_class=HTMLResponse)
 async def edit_form(
     request: Request, tenant: str, person_id: PersonId, viewer: ViewerOfTenant
 ) -> Response:
-    person = await _existing(repo.tenants.bind(tenant), person_id)
+    person = await people.existing(repo.tenants.bind(tenant), person_id)
     context = {"tenant": tenant, "person": person, "values": person.model_dump(), "errors": {}}
     return templates.TemplateResponse(request, "_edit_form.html", context)
 
@@ -140,7 +133,7 @@ async def edit_person(
     request: Request, tenant: str, person_id: PersonId, viewer: WriterOfTenant
 ) -> Response:
     tenant_repo = repo.tenants.bind(tenant)
-    person = await _existing(tenant_repo, person_id)
+    person = await people.existing(tenant_repo, person_id)
     values, changes, errors = await _person_form(request)
     if changes is None:
         context = {"tenant": tenant, "person": person, "values": values, "errors": errors}
@@ -153,15 +146,7 @@ async def edit_person(
 async def delete_person(
     request: Request, tenant: str, person_id: PersonId, viewer: WriterOfTenant
 ) -> Response:
-    async def delete(tx: Repo) -> None:
-        if await tx.get(Pin, person_id) is not None:
-            await tx.delete_by_key(Pin, person_id)
-        await tx.delete_by_key(Person, person_id)
-
-    try:
-        await repo.tenants.bind(tenant).transaction(delete)
-    except RecordNotFoundError:
-        raise HTTPException(404, f"no person {person_id!r}") from None
+    await people.delete(repo.tenants.bind(tenant), person_id)
     return _done(request, tenant)
 
 
@@ -170,7 +155,7 @@ async def pin_person(
     request: Request, tenant: str, person_id: PersonId, viewer: WriterOfTenant
 ) -> Response:
     tenant_repo = repo.tenants.bind(tenant)
-    await _existing(tenant_repo, person_id)
+    await people.existing(tenant_repo, person_id)
     await tenant_repo.upsert(Pin(id=person_id), on_conflict="nothing")
     return _done(request, tenant)
 
