@@ -21,6 +21,7 @@ from .markup import split_fragments
 from .plugin import LiveServerFactory, live_server
 from .server import LiveServer, LiveServerError, serve
 from .sse import SSEMessage
+from .waiting import eventually
 
 __all__ = [
     "ClientStream",
@@ -31,6 +32,7 @@ __all__ = [
     "LiveServerFactory",
     "SSEMessage",
     "StreamEnded",
+    "eventually",
     "live_server",
     "serve",
     "split_fragments",

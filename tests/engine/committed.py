@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -48,15 +47,6 @@ async def expect_error(code: int, awaitable: Awaitable[Any]) -> FDBError:
         await awaitable
     assert caught.value.code == code, caught.value
     return caught.value
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll `condition` (a counter, which has no event to wait on) until it holds, failing
-    after `within` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.005)
 
 
 def pending_watches(engine: Engine) -> int:

@@ -37,8 +37,9 @@ from fdbsync.engine.atomic import AtomicOp, apply_atomic
 from fdbsync.engine.sqlite import transaction as sqlite_transaction
 from fdbsync.engine.sqlite import watches as sqlite_watches
 from fdbsync.engine.sqlite.engine import SqliteEngine
+from fdbsync.testing import eventually
 
-from .committed import eventually, expect_error, read, read_range, store
+from .committed import expect_error, read, read_range, store
 
 #: How long something that must happen may take (generous: it normally takes milliseconds).
 STEP_S = 5.0

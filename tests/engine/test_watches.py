@@ -10,8 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from fdbsync.engine import Engine, FDBError, Limits, Transaction, Watch
+from fdbsync.testing import eventually
 
-from .committed import eventually, pending_watches, store
+from .committed import pending_watches, store
 
 Write = Callable[[Transaction], None]
 

@@ -18,18 +18,6 @@ WITHIN_S = 5.0
 QUIET_S = 0.3
 
 
-async def eventually(condition: Callable[[], bool], within: float = WITHIN_S) -> None:
-    """Poll `condition` (hub counters have no event to wait on) until it holds, failing after
-    `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    spins = 0
-    while not condition():
-        assert loop.time() < deadline, "condition never held"
-        spins += 1
-        await asyncio.sleep(0 if spins < 20 else 0.005)
-
-
 async def next_change(changes: AsyncIterator[set[str]], within: float = WITHIN_S) -> set[str]:
     """The labels of the next change `updates()` yields (failing the test if none comes)."""
     return await asyncio.wait_for(anext(changes), within)

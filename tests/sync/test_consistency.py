@@ -11,8 +11,9 @@ from data.models import Person
 
 from fdbsync.data import Query, Repo
 from fdbsync.sync import All, Label, LiveSession, Many, One, WatchHub
+from fdbsync.testing import eventually
 
-from .helpers import WITHIN_S, Consumer, apply_next, eventually
+from .helpers import WITHIN_S, Consumer, apply_next
 
 #: The two labels a writer's transactions change.
 PAIRS = {"one+many": ("one", "many"), "one+all": ("one", "all"), "many+all": ("many", "all")}

@@ -12,8 +12,9 @@ from engine.committed import pending_watches
 from fdbsync.data import Query, Repo
 from fdbsync.engine import Engine, Limits
 from fdbsync.sync import LiveSession, SharedRead, SyncError, WatchHub, WatchLimitError
+from fdbsync.testing import eventually
 
-from .helpers import WITHIN_S, Consumer, apply_next, close, eventually, next_change
+from .helpers import WITHIN_S, Consumer, apply_next, close, next_change
 
 
 class Boom(Exception):

@@ -13,16 +13,9 @@ from engine.committed import pending_watches
 from fdbsync.data import Query, Repo
 from fdbsync.engine import Engine, Limits
 from fdbsync.sync import All, LiveSession, Many, One, SharedRead, WatchHub, WatchLimitError
+from fdbsync.testing import eventually
 
-from .helpers import (
-    WITHIN_S,
-    Consumer,
-    apply_next,
-    close,
-    eventually,
-    next_change,
-    nothing_comes,
-)
+from .helpers import WITHIN_S, Consumer, apply_next, close, next_change, nothing_comes
 
 
 def held(hub: WatchHub) -> tuple[int, int, int, int]:

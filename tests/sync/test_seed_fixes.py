@@ -12,8 +12,9 @@ from engine.committed import pending_watches
 from fdbsync.data import Repo
 from fdbsync.engine import Engine
 from fdbsync.sync import LiveSession, Ready, WatchHub
+from fdbsync.testing import eventually
 
-from .helpers import apply_next, close, eventually, next_change, nothing_comes
+from .helpers import apply_next, close, next_change, nothing_comes
 
 
 def names(records: list[Any]) -> list[str]:

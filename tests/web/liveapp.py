@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import html
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from markupsafe import Markup, escape
 from fdbsync.data import Repo
 from fdbsync.engine import Engine, create_engine
 from fdbsync.sync import HubStats, LiveSession, hub_for
-from fdbsync.testing import ClientStream, LiveClient, LiveServer, serve
+from fdbsync.testing import ClientStream, LiveClient, LiveServer, eventually, serve
 from fdbsync.testing.markup import scan
 from fdbsync.web import Fragment, LiveSync, LiveSyncError, live_sync
 from fdbsync.web.wire import LIVE_PARAM
@@ -40,7 +40,6 @@ __all__ = [
     "Seen",
     "dash_path",
     "dashboard_state",
-    "eventually",
     "first_event",
     "next_message_names",
     "people_in",
@@ -184,18 +183,6 @@ def people_in(fragment: str) -> list[tuple[str, str, str, str]]:
             )
         )
     return found
-
-
-async def eventually(condition: Callable[[], bool], within: float = WITHIN_S) -> None:
-    """Wait until `condition()` holds (server counters have no event to wait on); fail after
-    `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    spins = 0
-    while not condition():
-        assert loop.time() < deadline, "condition never held"
-        spins += 1
-        await asyncio.sleep(0 if spins < 20 else 0.005)
 
 
 async def first_event(stream: ClientStream) -> None:

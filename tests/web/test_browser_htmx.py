@@ -11,9 +11,9 @@ label shown as a `<ul>` and a `<tbody>` updates both.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +24,7 @@ from fastapi import FastAPI, Form, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from fdbsync import testing
 from fdbsync.data import Repo
 from fdbsync.engine import Engine
 from fdbsync.sync import LiveSession
@@ -33,6 +34,10 @@ from fdbsync.web import LiveSync, live_sync
 playwright_api = pytest.importorskip("playwright.async_api")
 Page = playwright_api.Page
 expect = playwright_api.expect
+
+#: Server-side conditions have no event to await; these can take a while in a browser.
+eventually = functools.partial(testing.eventually, within=15.0)
+
 
 CHROMIUM = "/usr/bin/chromium"
 STATIC = Path(__file__).resolve().parents[2] / "static"
@@ -118,15 +123,6 @@ def make_app(repo: Repo, htmx: int, me_id: str) -> tuple[FastAPI, LiveSync]:
         return Response(status_code=204)
 
     return app, live
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 15.0) -> None:
-    """Poll a server-side condition (there is no event to await on) until it holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, f"{what}: never happened"
-        await asyncio.sleep(0.02)
 
 
 async def shows(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from data.models import Person
 
-from fdbsync.testing import ClientStream, LiveClient, LivePage
+from fdbsync.testing import ClientStream, LiveClient, LivePage, eventually
 
 from .liveapp import (
     ACME_KEY,
@@ -25,7 +25,6 @@ from .liveapp import (
     LiveApp,
     dash_path,
     dashboard_state,
-    eventually,
     first_event,
     people_in,
     rows,

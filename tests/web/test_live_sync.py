@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from data.models import Person
 
+from fdbsync.testing import eventually
 from fdbsync.testing.markup import scan
 from fdbsync.web import FragmentError
 
@@ -21,7 +22,6 @@ from .liveapp import (
     Seen,
     dash_path,
     dashboard_state,
-    eventually,
     first_event,
     next_message_names,
     people_in,

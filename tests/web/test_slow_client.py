@@ -10,20 +10,25 @@ client ends with the final state after far fewer than 10,000 fragments.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import re
-from collections.abc import Callable
 
 import jinja2
 import pytest
 from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 
+from fdbsync import testing
 from fdbsync.data import Model, Repo, SchemaMetadata
 from fdbsync.engine import Engine
 from fdbsync.sync import LiveSession
 from fdbsync.testing import ClientStream, LiveClient, serve
 from fdbsync.web import LiveStream, LiveSync, live_sync
+
+#: Server-side conditions have no event to await; these can take a while in a browser.
+eventually = functools.partial(testing.eventually, within=10.0)
+
 
 SLOTS = 20
 UPDATES_PER_SLOT = 500
@@ -62,15 +67,6 @@ def boards(stream: ClientStream) -> list[str]:
     """The board fragments the client has received, in order (a message without fragments,
     such as one that only sets the reconnection time, holds none)."""
     return [m.fragments["board"] for m in stream.messages if "board" in m.fragments]
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Poll a server-side condition (there is no event to await on) until it holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, f"{what}: never happened"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.slow

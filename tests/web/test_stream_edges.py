@@ -23,11 +23,11 @@ from fastapi.templating import Jinja2Templates
 from fdbsync.data import Repo
 from fdbsync.engine import create_engine
 from fdbsync.sync import LiveSession, hub_for
-from fdbsync.testing import LiveClient, LiveServer, serve
+from fdbsync.testing import LiveClient, LiveServer, eventually, serve
 from fdbsync.testing.markup import scan
 from fdbsync.web import LIVE_PARAM, LiveStream, LiveSync, live_sync
 
-from .liveapp import WITHIN_S, eventually, first_event
+from .liveapp import WITHIN_S, first_event
 
 PAGE = (
     "<!doctype html>\n<html><head>{{ live.scripts() }}</head><body>{{ live.stream() }}\n"

@@ -26,6 +26,7 @@ from fdbsync.testing import (
     LiveServerError,
     LiveServerFactory,
     StreamEnded,
+    eventually,
     plugin,
     serve,
     split_fragments,
@@ -679,3 +680,13 @@ def test_importing_fdbsync_does_not_import_pytest() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+async def test_eventually_waits_for_the_condition_and_names_it_on_timeout() -> None:
+    loop = asyncio.get_running_loop()
+    flag: list[bool] = []
+    loop.call_later(0.05, flag.append, True)
+    await eventually(lambda: bool(flag), "the flag")
+    assert flag == [True]
+    with pytest.raises(AssertionError, match=r"the never-set flag did not happen within 0\.1 s"):
+        await eventually(lambda: False, "the never-set flag", within=0.1)
