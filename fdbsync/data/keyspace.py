@@ -9,6 +9,7 @@ Within a tenant, the second element picks the section (see docs/keyspace.md)::
     (tenant, "s", ...)                      system data: index definitions and build state
     (tenant, "u", ...)                      the application's own keys
     (None, "tenants", name)                 the tenant registry
+    (None, layer, ...)                      a layer's own records, outside every tenant
 
 A single-tenant repo uses the tenant "", which no named tenant can take.
 """
@@ -22,7 +23,13 @@ from ..engine.base import Transaction
 from ..engine.keys import has_incomplete_versionstamp, pack, pack_with_versionstamp, strinc
 from .errors import ValueTooLargeError
 
-__all__ = ["IndexSpace", "TenantSpace", "tenant_registry_key", "tenant_registry_range"]
+__all__ = [
+    "IndexSpace",
+    "TenantSpace",
+    "outside_tenants",
+    "tenant_registry_key",
+    "tenant_registry_range",
+]
 
 RECORDS = "r"
 INDEXES = "i"
@@ -40,6 +47,14 @@ def tenant_registry_key(name: str) -> bytes:
 
 def tenant_registry_range() -> tuple[bytes, bytes]:
     return _REGISTRY, strinc(_REGISTRY)
+
+
+def outside_tenants(layer: str, *elements: Any) -> bytes:
+    """A key of `layer`'s own records, outside every tenant's keyspace (the web layer keeps
+    which first-render tokens have connected there)."""
+    if layer == "tenants":
+        raise ValueError("'tenants' is the tenant registry's")
+    return pack((None, layer, *elements))
 
 
 def write(tr: Transaction, key_prefix: bytes, elements: tuple[Any, ...], value: bytes) -> None:

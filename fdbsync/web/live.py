@@ -18,8 +18,9 @@ from fastapi.templating import Jinja2Templates
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 
+from ..data.keyspace import outside_tenants
 from ..data.repo import Repo
-from ..engine import Transaction, pack
+from ..engine import Transaction
 from ..sync.session import LiveSession
 from .context import HtmxVersion, LiveContext
 from .errors import LiveSyncError
@@ -184,7 +185,7 @@ class LiveSync:
         if rendered_at is None:
             return {}
         shown = self._first_renders.take(token)
-        key = pack((*_CONNECTED, int(rendered_at) // 60, token))
+        key = outside_tenants(*_CONNECTED, int(rendered_at) // 60, token)
         if shown:
             connected = await self.repo.engine.transact(lambda tr: tr.get(key))
             return {} if connected is not None else shown
@@ -231,7 +232,7 @@ def live_of(request: Request) -> LiveSync:
 #: Where workers record that a page rendered elsewhere has connected: (None, "web", ...) is
 #: outside every tenant's keyspace (see docs/keyspace.md). Keys are grouped by the minute of
 #: the render, and minutes long past are cleared as new records are written.
-_CONNECTED = (None, "web", "connected")
+_CONNECTED = ("web", "connected")
 #: How far apart the clocks of two machines may be for the records to still work.
 _CLOCK_SKEW = 300.0
 
@@ -239,7 +240,7 @@ _CLOCK_SKEW = 300.0
 async def _mark_connected(key: bytes, tr: Transaction) -> None:
     tr.set(key, b"")
     stale = int(time.time() - _CLOCK_SKEW - 3600) // 60
-    tr.clear_range(pack(_CONNECTED), pack((*_CONNECTED, stale)))
+    tr.clear_range(outside_tenants(*_CONNECTED), outside_tenants(*_CONNECTED, stale))
 
 
 class _FirstRenders:
