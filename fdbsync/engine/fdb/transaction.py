@@ -27,6 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..atomic import AtomicOp
 from ..base import KeyValue, RangeResult, ReadView, SnapshotView, Transaction, Watch
+from ..checks import (
+    check_key,
+    check_range,
+    check_readable_key,
+    check_selector,
+    check_value,
+)
 from ..errors import ErrorCode, FDBError
 from ..selectors import KeyOrSelector, KeySelector, as_selector
 from .bridge import result, value
@@ -37,7 +44,6 @@ if TYPE_CHECKING:
     from .engine import FdbEngine
 
 #: Keys from 0xff on are FoundationDB's system keyspace, closed to applications.
-SYSTEM_PREFIX = b"\xff"
 #: The C API's streaming modes (FDBStreamingMode).
 WANT_ALL, ITERATOR, EXACT = -2, -1, 0
 #: The client's timeout option is in milliseconds, at most INT_MAX.
@@ -140,8 +146,8 @@ class _Range(RangeResult):
     async def _pages(self, mode: int) -> AsyncIterator[list[KeyValue]]:
         tr, reverse = self._tr, self._reverse
         begin, end, limit = self._begin, self._end, self._limit
-        tr._check_selector(begin)
-        tr._check_selector(end)
+        check_selector(begin)
+        check_selector(end)
         iteration = 1
         while True:
             reader = tr._reader(self._snapshot)
@@ -244,43 +250,6 @@ class FdbTransaction(Transaction):
             self._attempt.read_started = time.monotonic()
         return self._tr.snapshot if snapshot else self._tr
 
-    def _check_key(self, key: bytes, *, writing: bool) -> None:
-        if not isinstance(key, bytes):
-            raise TypeError(f"keys are bytes, not {type(key).__name__}")
-        if len(key) > self._limits.key_size:
-            raise FDBError(
-                ErrorCode.KEY_TOO_LARGE, f"{len(key)} bytes, limit {self._limits.key_size}"
-            )
-        if writing and key.startswith(SYSTEM_PREFIX):
-            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"{key[:40]!r} is a system key")
-
-    def _check_readable_key(self, key: bytes) -> None:
-        if not isinstance(key, bytes):
-            raise TypeError(f"keys are bytes, not {type(key).__name__}")
-        if key >= SYSTEM_PREFIX:
-            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"{key[:40]!r} is a system key")
-
-    def _check_value(self, value: bytes) -> None:
-        if not isinstance(value, bytes):
-            raise TypeError(f"values are bytes, not {type(value).__name__}")
-        if len(value) > self._limits.value_size:
-            raise FDBError(
-                ErrorCode.VALUE_TOO_LARGE, f"{len(value)} bytes, limit {self._limits.value_size}"
-            )
-
-    def _check_range(self, begin: bytes, end: bytes) -> None:
-        if not isinstance(begin, bytes) or not isinstance(end, bytes):
-            raise TypeError("range bounds are bytes")
-        if begin > end:
-            raise FDBError(ErrorCode.INVERTED_RANGE, f"{begin!r} > {end!r}")
-        if end > SYSTEM_PREFIX:
-            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"range end {end[:40]!r}")
-
-    def _check_selector(self, selector: KeySelector) -> None:
-        if selector.key > SYSTEM_PREFIX:
-            detail = f"{selector.key[:40]!r} is past the user keyspace"
-            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, detail)
-
     # -- reads -----------------------------------------------------------------------------
     async def get_read_version(self) -> int:
         version: int = await self._bridge.future(self._reader(False).get_read_version(), result)
@@ -291,7 +260,7 @@ class FdbTransaction(Transaction):
 
     async def _get(self, key: bytes, snapshot: bool) -> bytes | None:
         reader = self._reader(snapshot)
-        self._check_readable_key(key)
+        check_readable_key(key)
         if len(key) > self._limits.key_size:
             return None  # no stored key is that long; FDB answers the same way
         found: bytes | None = await self._bridge.future(reader.get(key), value)
@@ -304,7 +273,7 @@ class FdbTransaction(Transaction):
         """The gets issued together: the client pipelines them."""
         reader = self._reader(snapshot)
         for key in keys:
-            self._check_readable_key(key)
+            check_readable_key(key)
         limit = self._limits.key_size
         pending = {
             key: self._bridge.future(reader.get(key), value)
@@ -320,7 +289,7 @@ class FdbTransaction(Transaction):
 
     async def _get_key(self, selector: KeySelector, snapshot: bool) -> bytes:
         reader = self._reader(snapshot)
-        self._check_selector(selector)
+        check_selector(selector)
         found: bytes = await self._bridge.future(reader.get_key(selector), value)
         return found
 
@@ -342,20 +311,20 @@ class FdbTransaction(Transaction):
 
     def set(self, key: bytes, value: bytes) -> None:
         self._check_usable()
-        self._check_key(key, writing=True)
-        self._check_value(value)
+        check_key(self._limits, key, writing=True)
+        check_value(self._limits, value)
         self._tr.set(key, value)
         self._wrote_key(key)
 
     def clear(self, key: bytes) -> None:
         self._check_usable()
-        self._check_key(key, writing=True)
+        check_key(self._limits, key, writing=True)
         self._tr.clear(key)
         self._wrote_key(key)
 
     def clear_range(self, begin: bytes, end: bytes) -> None:
         self._check_usable()
-        self._check_range(begin, end)
+        check_range(begin, end)
         if begin < end:
             self._tr.clear_range(begin, end)
             self._attempt.wrote = True
@@ -363,8 +332,8 @@ class FdbTransaction(Transaction):
 
     def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
         self._check_usable()
-        self._check_key(key, writing=True)
-        self._check_value(param)
+        check_key(self._limits, key, writing=True)
+        check_value(self._limits, param)
         getattr(self._tr, op.value)(key, param)  # the bindings name them as AtomicOp does
         self._wrote_key(key)
 
@@ -378,29 +347,29 @@ class FdbTransaction(Transaction):
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
         self._check_usable()
         self._check_placeholder(key, "key")
-        self._check_key(key[:-4], writing=True)
-        self._check_value(value)
+        check_key(self._limits, key[:-4], writing=True)
+        check_value(self._limits, value)
         self._tr.set_versionstamped_key(key, value)
         self._attempt.wrote = True  # where it lands is known only at commit
 
     def set_versionstamped_value(self, key: bytes, value: bytes) -> None:
         self._check_usable()
-        self._check_key(key, writing=True)
+        check_key(self._limits, key, writing=True)
         self._check_placeholder(value, "value")
-        self._check_value(value[:-4])
+        check_value(self._limits, value[:-4])
         self._tr.set_versionstamped_value(key, value)
         self._wrote_key(key)
 
     # -- conflict ranges -------------------------------------------------------------------
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._check_usable()
-        self._check_range(begin, end)
+        check_range(begin, end)
         if begin < end:
             self._tr.add_read_conflict_range(begin, end)
 
     def add_write_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._check_usable()
-        self._check_range(begin, end)
+        check_range(begin, end)
         if begin < end:
             self._tr.add_write_conflict_range(begin, end)
             self._attempt.wrote = True
@@ -408,7 +377,7 @@ class FdbTransaction(Transaction):
     # -- watches and versions --------------------------------------------------------------
     def watch(self, key: bytes) -> Watch:
         self._check_usable()
-        self._check_key(key, writing=True)
+        check_key(self._limits, key, writing=True)
         watch = self._engine.watches.create(key)
         if not watch.done():
             self._attempt.watches.append(watch)

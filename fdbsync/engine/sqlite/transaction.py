@@ -14,6 +14,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..atomic import AtomicOp
 from ..base import KeyValue, RangeResult, ReadView, SnapshotView, Transaction, Watch
+from ..checks import (
+    SYSTEM_PREFIX,
+    check_key,
+    check_range,
+    check_readable_key,
+    check_selector,
+    check_value,
+)
 from ..errors import ErrorCode, FDBError
 from ..keys import key_after
 from ..selectors import KeyOrSelector, KeySelector, as_selector
@@ -28,7 +36,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Keys from 0xff on are FoundationDB's system keyspace, closed to applications.
-SYSTEM_PREFIX = b"\xff"
 FIRST_PAGE = 256
 LARGEST_PAGE = 4096
 INITIAL_BACKOFF_S = 0.01
@@ -183,36 +190,6 @@ class SqliteTransaction(Transaction):
                 ErrorCode.TRANSACTION_TOO_OLD, f"older than {self._limits.transaction_time} s"
             )
 
-    def _check_key(self, key: bytes, *, writing: bool) -> None:
-        if not isinstance(key, bytes):
-            raise TypeError(f"keys are bytes, not {type(key).__name__}")
-        if len(key) > self._limits.key_size:
-            raise FDBError(
-                ErrorCode.KEY_TOO_LARGE, f"{len(key)} bytes, limit {self._limits.key_size}"
-            )
-        if writing and key.startswith(SYSTEM_PREFIX):
-            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"{key[:40]!r} is a system key")
-
-    def _check_readable_key(self, key: bytes) -> None:
-        if not isinstance(key, bytes):
-            raise TypeError(f"keys are bytes, not {type(key).__name__}")
-        if key >= SYSTEM_PREFIX:
-            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"{key[:40]!r} is a system key")
-
-    def _check_value(self, value: bytes) -> None:
-        if not isinstance(value, bytes):
-            raise TypeError(f"values are bytes, not {type(value).__name__}")
-        if len(value) > self._limits.value_size:
-            raise FDBError(
-                ErrorCode.VALUE_TOO_LARGE, f"{len(value)} bytes, limit {self._limits.value_size}"
-            )
-
-    def _check_range(self, begin: bytes, end: bytes) -> None:
-        if begin > end:
-            raise FDBError(ErrorCode.INVERTED_RANGE, f"{begin!r} > {end!r}")
-        if end > SYSTEM_PREFIX:
-            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, f"range end {end[:40]!r}")
-
     # -- the read snapshot -----------------------------------------------------------------
     async def _with_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on this attempt's snapshot, taking the snapshot on first use."""
@@ -236,7 +213,7 @@ class SqliteTransaction(Transaction):
 
     async def _get(self, key: bytes, snapshot: bool) -> bytes | None:
         self._check_usable()
-        self._check_readable_key(key)
+        check_readable_key(key)
         if len(key) > self._limits.key_size:
             return None  # no stored key is that long; FDB answers the same way
         if not self._writes.needs_store(key):
@@ -258,7 +235,7 @@ class SqliteTransaction(Transaction):
         self._check_usable()
         wanted: list[bytes] = []
         for key in keys:
-            self._check_readable_key(key)
+            check_readable_key(key)
             if len(key) > self._limits.key_size or not self._writes.needs_store(key):
                 continue
             if not snapshot:
@@ -293,20 +270,15 @@ class SqliteTransaction(Transaction):
     async def _bound(self, selector: KeySelector, snapshot: bool) -> bytes:
         """A selector as a range bound. With offset 1 it needs no read: the first key at or
         after `start` bounds the same rows as `start` itself."""
-        self._check_selector(selector)
+        check_selector(selector)
         if selector.offset == 1:
             key = min(selector.key, SYSTEM_PREFIX)
             return key_after(key) if selector.or_equal and key < SYSTEM_PREFIX else key
         return await self._get_key(selector, snapshot)
 
-    def _check_selector(self, selector: KeySelector) -> None:
-        if selector.key > SYSTEM_PREFIX:
-            detail = f"{selector.key[:40]!r} is past the user keyspace"
-            raise FDBError(ErrorCode.KEY_OUTSIDE_LEGAL_RANGE, detail)
-
     async def _get_key(self, selector: KeySelector, snapshot: bool) -> bytes:
         """The key a selector names, seen through this transaction's own writes."""
-        self._check_selector(selector)
+        check_selector(selector)
         key = min(selector.key, SYSTEM_PREFIX)
         if selector.offset >= 1:
             start = key_after(key) if selector.or_equal and key < SYSTEM_PREFIX else key
@@ -420,22 +392,22 @@ class SqliteTransaction(Transaction):
         self._writes.record(mutation)
 
     def set(self, key: bytes, value: bytes) -> None:
-        self._check_key(key, writing=True)
-        self._check_value(value)
+        check_key(self._limits, key, writing=True)
+        check_value(self._limits, value)
         self._record(Mutation(Op.SET, key, value))
 
     def clear(self, key: bytes) -> None:
-        self._check_key(key, writing=True)
+        check_key(self._limits, key, writing=True)
         self._record(Mutation(Op.CLEAR, key))
 
     def clear_range(self, begin: bytes, end: bytes) -> None:
-        self._check_range(begin, end)
+        check_range(begin, end)
         if begin < end:
             self._record(Mutation(Op.CLEAR_RANGE, begin, end))
 
     def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
-        self._check_key(key, writing=True)
-        self._check_value(param)
+        check_key(self._limits, key, writing=True)
+        check_value(self._limits, param)
         self._record(Mutation(Op.ATOMIC, key, param, op))
 
     def _check_placeholder(self, data: bytes, what: str) -> None:
@@ -447,31 +419,31 @@ class SqliteTransaction(Transaction):
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
         self._check_placeholder(key, "key")
-        self._check_key(key[:-4], writing=True)
-        self._check_value(value)
+        check_key(self._limits, key[:-4], writing=True)
+        check_value(self._limits, value)
         self._record(Mutation(Op.VERSIONSTAMPED_KEY, key, value))
 
     def set_versionstamped_value(self, key: bytes, value: bytes) -> None:
-        self._check_key(key, writing=True)
+        check_key(self._limits, key, writing=True)
         self._check_placeholder(value, "value")
-        self._check_value(value[:-4])
+        check_value(self._limits, value[:-4])
         self._record(Mutation(Op.VERSIONSTAMPED_VALUE, key, value))
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._check_usable()
-        self._check_range(begin, end)
+        check_range(begin, end)
         self._reads.append(_ReadRange(begin, end))
 
     def add_write_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._check_usable()
-        self._check_range(begin, end)
+        check_range(begin, end)
         if begin < end:
             self._write_conflicts.append((begin, end))
 
     # -- watches and versions --------------------------------------------------------------
     def watch(self, key: bytes) -> Watch:
         self._check_usable()
-        self._check_key(key, writing=False)
+        check_key(self._limits, key, writing=False)
         watch = self._engine.create_watch(key)
         if not watch.done():
             self._attempt.watches.append(watch)
